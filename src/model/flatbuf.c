@@ -166,7 +166,7 @@ bool fb_vector(fb_reader *r, const fb_table *t, int field, size_t elem_size, fb_
 }
 
 bool fb_string(fb_reader *r, const fb_table *t, int field, const char **s, uint32_t *len) {
-  fb_vec v;
+  fb_vec v = {0, 0};
   *s = NULL;
   *len = 0;
   size_t target;

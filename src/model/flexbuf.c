@@ -120,7 +120,7 @@ static kiln_status string_bytes(const kiln_flex_ref *v, const char **s, size_t *
                                 kiln_error *err) {
   if (!valid_width(v->parent_width) || !valid_width(v->byte_width))
     return kiln_fail(err, KILN_ERR_FORMAT, "flexbuffer: invalid byte width");
-  size_t data;
+  size_t data = 0;
   kiln_status st = follow(v->buf, v->size, v->pos, v->parent_width, &data, err);
   if (st != KILN_OK) return st;
   if (data < v->byte_width)
@@ -141,7 +141,7 @@ static kiln_status string_bytes(const kiln_flex_ref *v, const char **s, size_t *
 /* A key: a NUL-terminated string behind an offset. */
 static kiln_status key_at(const uint8_t *buf, size_t size, size_t pos, unsigned w,
                           const char **key, kiln_error *err) {
-  size_t target;
+  size_t target = 0;
   kiln_status st = follow(buf, size, pos, w, &target, err);
   if (st != KILN_OK) return st;
   if (target >= size || !memchr(buf + target, 0, size - target))
@@ -201,7 +201,7 @@ kiln_status kiln_flex_root_map(const uint8_t *buf, size_t size, kiln_flex_map *m
   const size_t root_pos = size - 2 - root_width;
   const unsigned w = 1u << (packed & 3);
 
-  size_t data;
+  size_t data = 0;
   kiln_status st = follow(buf, size, root_pos, root_width, &data, err);
   if (st != KILN_OK) return st;
   if (data < 3 * (size_t)w)
@@ -215,7 +215,7 @@ kiln_status kiln_flex_root_map(const uint8_t *buf, size_t size, kiln_flex_map *m
   if (count > size || !in_bounds(data, (size_t)count * (w + 1), size))
     return kiln_fail(err, KILN_ERR_FORMAT, "flexbuffer: map of %llu entries runs past the end",
                      (unsigned long long)count);
-  size_t keys;
+  size_t keys = 0;
   st = follow(buf, size, data - 3 * (size_t)w, w, &keys, err);
   if (st != KILN_OK) return st;
   if (keys < keys_width)
@@ -238,7 +238,7 @@ kiln_status kiln_flex_root_map(const uint8_t *buf, size_t size, kiln_flex_map *m
 
   const char *prev = NULL;
   for (size_t i = 0; i < map->count; i++) {
-    const char *key;
+    const char *key = NULL;
     st = key_at(buf, size, keys + i * keys_width, (unsigned)keys_width, &key, err);
     if (st != KILN_OK) return st;
     if (prev && strcmp(prev, key) >= 0)

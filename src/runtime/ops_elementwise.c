@@ -276,7 +276,7 @@ static kiln_status rescale_fail(kiln_prepare_ctx *ctx, const kiln_rt_tensor *in,
 
 /* RELU, RELU6, RELU_N1_TO_1: act gives the clamp range. */
 static kiln_status prepare_relu_family(kiln_node *node, kiln_prepare_ctx *ctx, kiln_activation act) {
-  unary_op *p;
+  unary_op *p = NULL;
   kiln_status s = prepare_unary(node, ctx, &p);
   if (s != KILN_OK) return s;
   const kiln_rt_tensor *in = node->inputs[0], *out = node->outputs[0];
@@ -339,7 +339,7 @@ static void eval_relu_n1_to_1(const kiln_node *node, const kiln_eval_ctx *ctx) {
 }
 
 static kiln_status prepare_leaky_relu(kiln_node *node, kiln_prepare_ctx *ctx) {
-  unary_op *p;
+  unary_op *p = NULL;
   kiln_status s = prepare_unary(node, ctx, &p);
   if (s != KILN_OK) return s;
   const kiln_rt_tensor *in = node->inputs[0], *out = node->outputs[0];
@@ -366,7 +366,7 @@ static void eval_leaky_relu(const kiln_node *node, const kiln_eval_ctx *ctx) {
 }
 
 static kiln_status prepare_hard_swish(kiln_node *node, kiln_prepare_ctx *ctx) {
-  unary_op *p;
+  unary_op *p = NULL;
   kiln_status s = prepare_unary(node, ctx, &p);
   if (s != KILN_OK) return s;
   const kiln_rt_tensor *in = node->inputs[0], *out = node->outputs[0];
@@ -397,7 +397,7 @@ static void eval_hard_swish(const kiln_node *node, const kiln_eval_ctx *ctx) {
 static kiln_status prepare_table_op(kiln_node *node, kiln_prepare_ctx *ctx, float (*fn)(float),
                                     double out_scale, int32_t s8_zero_point,
                                     int32_t u8_zero_point) {
-  unary_op *p;
+  unary_op *p = NULL;
   kiln_status s = prepare_unary(node, ctx, &p);
   if (s != KILN_OK) return s;
   const kiln_rt_tensor *in = node->inputs[0], *out = node->outputs[0];
