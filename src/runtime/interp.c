@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "base/threadpool.h"
 #include "kiln/interp.h"
 #include "runtime/interp_int.h"
 #include "runtime/planner.h"
@@ -20,7 +20,9 @@ struct kiln_interp {
   kiln_node *nodes;
   const kiln_op_impl **impls;
   uint8_t *arena;
-  uint8_t *scratch;
+  uint8_t *scratch; /* n_threads * scratch_stride */
+  size_t scratch_stride;
+  kiln_threadpool *threads;
   kiln_memory_stats mem;
   kiln_op_profile *profile;
 };
@@ -141,7 +143,7 @@ static kiln_status prepare_nodes(kiln_interp *it, kiln_error *err) {
   const kiln_model *m = it->model;
   it->nodes = kiln_pool_alloc(&it->pool, (size_t)m->n_ops * sizeof *it->nodes, 64);
   if (!it->nodes && m->n_ops) return kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
-  kiln_prepare_ctx ctx = {m, NULL, &it->pool, err, it->options.force_ref};
+  kiln_prepare_ctx ctx = {m, NULL, &it->pool, err, it->options.force_ref, it->options.n_threads};
   size_t params_before = it->pool.total_bytes;
   for (int32_t i = 0; i < m->n_ops; i++) {
     const kiln_op *op = &m->ops[i];
@@ -217,7 +219,8 @@ static kiln_status plan_arena(kiln_interp *it, kiln_error *err) {
   kiln_status s = kiln_plan_memory(items, count, &arena_bytes, err);
   if (s == KILN_OK) {
     it->arena = kiln_pool_alloc(&it->pool, arena_bytes, 64);
-    it->scratch = kiln_pool_alloc(&it->pool, it->mem.scratch_bytes, 64);
+    it->scratch_stride = (it->mem.scratch_bytes + 63) / 64 * 64;
+    it->scratch = kiln_pool_alloc(&it->pool, it->scratch_stride * (size_t)it->options.n_threads, 64);
     if (!it->arena || !it->scratch) {
       s = kiln_fail(err, KILN_ERR_NOMEM, "out of memory for a %zu-byte arena", arena_bytes);
     } else {
@@ -242,13 +245,12 @@ kiln_status kiln_interp_create(const kiln_model *model, const kiln_interp_option
   if (options) it->options = *options;
   const char *kernels = getenv("KILN_KERNELS");
   if (kernels && strcmp(kernels, "ref") == 0) it->options.force_ref = true;
-  if (it->options.n_threads <= 0) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    it->options.n_threads = cores > 0 ? (int32_t)cores : 1;
-  }
+  if (it->options.n_threads <= 0) it->options.n_threads = kiln_cpu_count();
   it->impls = kiln_calloc((size_t)model->n_ops + 1, sizeof *it->impls);
   kiln_status s = it->impls ? KILN_OK : kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
   if (s == KILN_OK) s = lookup_ops(it, err);
+  if (s == KILN_OK && it->options.n_threads > 1)
+    s = kiln_threadpool_create(it->options.n_threads, &it->threads, err);
   if (s == KILN_OK) s = check_quant(model, err);
   if (s == KILN_OK) s = check_dataflow(model, err);
   if (s == KILN_OK) s = setup_tensors(it, err);
@@ -278,7 +280,7 @@ static double now_ms(void) {
 
 kiln_status kiln_interp_invoke(kiln_interp *it, kiln_error *err) {
   (void)err;
-  kiln_eval_ctx ctx = {it->scratch, it->options.n_threads};
+  kiln_eval_ctx ctx = {it->scratch, it->scratch_stride, it->threads, it->options.n_threads};
   const int32_t n = it->model->n_ops;
   if (it->profile) {
     for (int32_t i = 0; i < n; i++) {
@@ -329,6 +331,7 @@ int32_t kiln_interp_profile(const kiln_interp *it, const kiln_op_profile **out) 
 
 void kiln_interp_free(kiln_interp *it) {
   if (!it) return;
+  kiln_threadpool_free(it->threads);
   kiln_pool_destroy(&it->pool);
   kiln_free(it->impls);
   kiln_free(it);

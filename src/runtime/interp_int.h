@@ -14,6 +14,7 @@ struct kiln_prepare_ctx {
   kiln_pool *pool; /* persistent memory of the interpreter */
   kiln_error *err;
   bool force_ref;
+  int32_t n_threads;
 };
 
 #endif

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/threadpool.h"
 #include "kiln/base.h"
 #include "kiln/model.h"
 
@@ -45,7 +46,7 @@ typedef struct kiln_node {
   kiln_rt_tensor **inputs; /* NULL entries for absent optional inputs */
   kiln_rt_tensor **outputs;
   void *params;         /* the op's prepared parameters (from prepare) */
-  size_t scratch_bytes; /* scratch the op's eval needs (set by prepare) */
+  size_t scratch_bytes; /* scratch the op's eval needs per thread (set by prepare) */
 } kiln_node;
 
 typedef struct kiln_prepare_ctx kiln_prepare_ctx;
@@ -66,9 +67,19 @@ kiln_status kiln_prepare_set_output_shape(kiln_prepare_ctx *ctx, kiln_rt_tensor 
 
 /* Which kernels prepare should choose (KILN_KERNELS=ref forces reference). */
 bool kiln_prepare_force_ref(const kiln_prepare_ctx *ctx);
+/* ISA bits prepare may use (kernels/cpu.h): 0 when forced to reference. */
+uint32_t kiln_prepare_isa(const kiln_prepare_ctx *ctx);
+/* Threads invoke will run with (>= 1). */
+int32_t kiln_prepare_threads(const kiln_prepare_ctx *ctx);
 
+/* What eval gets besides its node. Work may be split over the pool with
+ * kiln_threadpool_run (base/threadpool.h); results must not depend on the
+ * number of threads. Thread t's scratch is scratch + t * scratch_stride,
+ * each at least node->scratch_bytes and 64-byte aligned. */
 typedef struct kiln_eval_ctx {
-  void *scratch; /* at least node->scratch_bytes, 64-byte aligned */
+  void *scratch;
+  size_t scratch_stride;
+  kiln_threadpool *pool; /* NULL: run single-threaded */
   int32_t n_threads;
 } kiln_eval_ctx;
 

@@ -21,16 +21,23 @@
 #include <string.h>
 
 #include "kernels/ref/conv_ref.h"
+#include "runtime/fast_conv.h"
 #include "runtime/op.h"
 
+/* fast/plan: an optimized path chosen at prepare (runtime/fast_conv.h), or
+ * NULL for the reference kernel. */
 typedef struct conv_op {
   kiln_dtype dtype;
   kiln_conv_params p;
+  kiln_fast_fn fast;
+  const void *plan;
 } conv_op;
 
 typedef struct fc_op {
   kiln_dtype dtype;
   kiln_fc_params p;
+  kiln_fast_fn fast;
+  const void *plan;
 } fc_op;
 
 /* ---- Shared checks ---- */
@@ -420,6 +427,15 @@ static kiln_status spatial_prepare(kiln_node *node, kiln_prepare_ctx *ctx, bool 
   if (s != KILN_OK) return s;
   const int32_t shape[4] = {p->batch, p->out_h, p->out_w, p->out_c};
   if ((s = kiln_prepare_set_output_shape(ctx, output, 4, shape)) != KILN_OK) return s;
+  if (kiln_prepare_isa(ctx)) {
+    if (op->dtype == KILN_F32)
+      s = depthwise ? kiln_fast_depthwise_f32_prepare(ctx, node, p, &op->fast, &op->plan)
+                    : kiln_fast_conv2d_f32_prepare(ctx, node, p, &op->fast, &op->plan);
+    else if (op->dtype == KILN_I8)
+      s = depthwise ? kiln_fast_depthwise_s8_prepare(ctx, node, p, &op->fast, &op->plan)
+                    : kiln_fast_conv2d_s8_prepare(ctx, node, p, &op->fast, &op->plan);
+    if (s != KILN_OK) return s;
+  }
   node->params = op;
   return KILN_OK;
 }
@@ -438,8 +454,11 @@ static const void *bias_data(const kiln_node *node, int32_t k) {
 }
 
 static void conv2d_eval(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const conv_op *op = node->params;
+  if (op->fast) {
+    op->fast(node, op->plan, ctx);
+    return;
+  }
   const void *in = node->inputs[0]->data, *f = node->inputs[1]->data, *b = bias_data(node, 2);
   void *out = node->outputs[0]->data;
   switch (op->dtype) {
@@ -451,8 +470,11 @@ static void conv2d_eval(const kiln_node *node, const kiln_eval_ctx *ctx) {
 }
 
 static void depthwise_eval(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const conv_op *op = node->params;
+  if (op->fast) {
+    op->fast(node, op->plan, ctx);
+    return;
+  }
   const void *in = node->inputs[0]->data, *f = node->inputs[1]->data, *b = bias_data(node, 2);
   void *out = node->outputs[0]->data;
   switch (op->dtype) {
@@ -556,13 +578,21 @@ static kiln_status fc_prepare(kiln_node *node, kiln_prepare_ctx *ctx) {
     shape[1] = p->out_depth;
   }
   if ((s = kiln_prepare_set_output_shape(ctx, output, rank, shape)) != KILN_OK) return s;
+  if (kiln_prepare_isa(ctx)) {
+    if (op->dtype == KILN_F32) s = kiln_fast_fc_f32_prepare(ctx, node, p, &op->fast, &op->plan);
+    else if (op->dtype == KILN_I8) s = kiln_fast_fc_s8_prepare(ctx, node, p, &op->fast, &op->plan);
+    if (s != KILN_OK) return s;
+  }
   node->params = op;
   return KILN_OK;
 }
 
 static void fc_eval(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const fc_op *op = node->params;
+  if (op->fast) {
+    op->fast(node, op->plan, ctx);
+    return;
+  }
   const void *in = node->inputs[0]->data, *w = node->inputs[1]->data, *b = bias_data(node, 2);
   void *out = node->outputs[0]->data;
   switch (op->dtype) {

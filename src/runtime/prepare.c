@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "kernels/quant_math.h"
 #include "runtime/interp_int.h"
 
@@ -34,6 +35,10 @@ kiln_status kiln_prepare_nomem(kiln_prepare_ctx *ctx) {
 }
 
 bool kiln_prepare_force_ref(const kiln_prepare_ctx *ctx) { return ctx->force_ref; }
+
+uint32_t kiln_prepare_isa(const kiln_prepare_ctx *ctx) { return ctx->force_ref ? 0 : kiln_cpu_isa(); }
+
+int32_t kiln_prepare_threads(const kiln_prepare_ctx *ctx) { return ctx->n_threads; }
 
 static void shape_str(char *buf, size_t cap, int32_t rank, const int32_t *shape) {
   size_t n = (size_t)snprintf(buf, cap, "[");
