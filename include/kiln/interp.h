@@ -31,10 +31,17 @@ extern "C" {
 
 typedef struct kiln_interp kiln_interp;
 
+/* Called after each op during invoke (for calibration and debugging): the
+ * op's outputs are readable with kiln_interp_tensor until the next op runs.
+ * It must not invoke the interpreter. */
+typedef void (*kiln_op_observer)(void *ctx, kiln_interp *interp, int32_t op_index);
+
 typedef struct kiln_interp_options {
   int32_t n_threads;  /* 0: all cores */
   bool force_ref;     /* reference kernels only (also KILN_KERNELS=ref) */
   bool profile;       /* record per-op times on each invoke */
+  kiln_op_observer observer; /* NULL: none */
+  void *observer_ctx;
 } kiln_interp_options;
 
 /* A tensor of a prepared interpreter: its description and its memory. */

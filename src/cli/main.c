@@ -14,6 +14,7 @@ static const struct {
     {"classify", cmd_classify, "classify an image"},
     {"detect", cmd_detect, "detect objects in an image (default: the shared SSD on the shared photo)"},
     {"convert", cmd_convert, "transform a model (e.g. append SSD post-processing)"},
+    {"quantize", cmd_quantize, "quantize a float model to full int8 with calibration images"},
 };
 
 static void usage(FILE *f) {

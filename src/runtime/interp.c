@@ -282,11 +282,12 @@ kiln_status kiln_interp_invoke(kiln_interp *it, kiln_error *err) {
   (void)err;
   kiln_eval_ctx ctx = {it->scratch, it->scratch_stride, it->threads, it->options.n_threads};
   const int32_t n = it->model->n_ops;
-  if (it->profile) {
+  if (it->profile || it->options.observer) {
     for (int32_t i = 0; i < n; i++) {
-      double t0 = now_ms();
+      double t0 = it->profile ? now_ms() : 0;
       it->impls[i]->eval(&it->nodes[i], &ctx);
-      it->profile[i].ms = now_ms() - t0;
+      if (it->profile) it->profile[i].ms = now_ms() - t0;
+      if (it->options.observer) it->options.observer(it->options.observer_ctx, it, i);
     }
   } else {
     for (int32_t i = 0; i < n; i++) it->impls[i]->eval(&it->nodes[i], &ctx);
