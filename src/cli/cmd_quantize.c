@@ -308,10 +308,12 @@ int cmd_quantize(int argc, char **argv) {
     json_t *r = report_json(a.in, a.out, &a.opt, q, n_held ? &ev : NULL, m8, seconds);
     char *text = json_dumps(r, JSON_INDENT(2) | JSON_REAL_PRECISION(7));
     json_decref(r);
-    kiln_error werr;
-    if (!text || kiln_file_write_atomic(a.report, text, strlen(text), &werr) != KILN_OK) {
+    if (!text) {
+      kiln_fail(&err, KILN_ERR_NOMEM, "%s: out of memory writing the report", a.report);
+      goto fail;
+    }
+    if (kiln_file_write_atomic(a.report, text, strlen(text), &err) != KILN_OK) {
       free(text);
-      err = werr;
       goto fail;
     }
     free(text);
