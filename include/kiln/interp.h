@@ -93,6 +93,12 @@ int32_t kiln_interp_profile(const kiln_interp *interp, const kiln_op_profile **o
 
 void kiln_interp_free(kiln_interp *interp);
 
+/* The machine as kiln's kernels see it: online CPUs (the default thread
+ * count) and the instruction sets the optimized kernels use here, e.g.
+ * "avx2+fma avx512 avx512vnni" (after KILN_ISA_MASK). */
+int32_t kiln_system_cpus(void);
+void kiln_system_isa(char *buf, int cap);
+
 #ifdef __cplusplus
 }
 #endif

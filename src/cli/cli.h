@@ -50,5 +50,6 @@ int cmd_classify(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

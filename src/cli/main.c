@@ -15,6 +15,7 @@ static const struct {
     {"detect", cmd_detect, "detect objects in an image (default: the shared SSD on the shared photo)"},
     {"convert", cmd_convert, "transform a model (e.g. append SSD post-processing)"},
     {"quantize", cmd_quantize, "quantize a float model to full int8 with calibration images"},
+    {"bench", cmd_bench, "measure a model's load time, latency, throughput and memory"},
 };
 
 static void usage(FILE *f) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "base/threadpool.h"
+#include "kernels/cpu.h"
 #include "kiln/interp.h"
 #include "runtime/interp_int.h"
 #include "runtime/planner.h"
@@ -337,3 +338,7 @@ void kiln_interp_free(kiln_interp *it) {
   kiln_free(it->impls);
   kiln_free(it);
 }
+
+int32_t kiln_system_cpus(void) { return kiln_cpu_count(); }
+
+void kiln_system_isa(char *buf, int cap) { kiln_cpu_describe(buf, cap); }

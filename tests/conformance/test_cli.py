@@ -89,7 +89,7 @@ def classifier(path, weights, bias):
 def main():
     ssd = os.path.join(models_dir(), "ssd_mobilenet_v2_oidv4_fp16.tflite")
     photo = os.path.join(models_dir(), "..", "images", "astronaut.png")
-    for cmd in ("inspect", "run", "classify", "detect", "convert"):
+    for cmd in ("inspect", "run", "classify", "detect", "convert", "quantize", "bench"):
         r = kiln(cmd, "--help")
         check(r.returncode == 0 and r.stdout.startswith(f"usage: kiln {cmd}"), f"kiln {cmd} --help")
         r = kiln(cmd, "--no-such-flag")
