@@ -9,10 +9,12 @@
  * input and output types match and that quantization is per tensor,
  * computes the broadcast output shape, and precomputes every multiplier,
  * shift, clamp bound and lookup table (kernels/ref/elementwise_ref.h) so
- * that eval only calls a kernel.
+ * that eval only calls a kernel. Float32 and int8 ADD and PRELU take the
+ * vectorized, threaded kernels of kernels/misc_fast.h when the CPU has them.
  */
 #include <math.h>
 
+#include "kernels/misc_fast.h"
 #include "kernels/ref/elementwise_ref.h"
 #include "runtime/op.h"
 
@@ -96,6 +98,137 @@ static kiln_status set_same_shape(kiln_prepare_ctx *ctx, const kiln_rt_tensor *i
   return kiln_prepare_set_output_shape(ctx, out, in->rank, in->shape);
 }
 
+/* ---- Optimized broadcast runs (ADD, PRELU; kernels/misc_fast.h) ----
+ * The broadcast with dimensions of extent 1 dropped and neighbours merged
+ * where both inputs continue contiguously (or both repeat), so a kernel call
+ * covers a long run of the last dimension, along which each input's stride
+ * is 1 or 0. The output is split into n_tasks ranges of whole 64-element
+ * blocks. */
+
+typedef enum fast_kind { FAST_ADD, FAST_PRELU } fast_kind;
+
+typedef struct bcast_fast {
+  const kiln_misc_kernels *k;
+  fast_kind kind;
+  bool s8;      /* int8, else float32 */
+  int32_t rank; /* >= 1 */
+  int64_t shape[KILN_BCAST_MAX_RANK];
+  int64_t s1[KILN_BCAST_MAX_RANK], s2[KILN_BCAST_MAX_RANK];
+  int64_t count;
+  int32_t n_tasks;
+} bcast_fast;
+
+/* The plan for a float32 / int8 op when the CPU has the kernels; *out NULL
+ * otherwise. */
+static kiln_status bcast_fast_prepare(kiln_prepare_ctx *ctx, const kiln_bcast *b, fast_kind kind,
+                                      kiln_dtype dtype, const bcast_fast **out) {
+  *out = NULL;
+  const kiln_misc_kernels *k = kiln_misc_pick(kiln_prepare_isa(ctx));
+  if (!k || (dtype != KILN_F32 && dtype != KILN_I8) || b->count == 0) return KILN_OK;
+  bcast_fast *f = kiln_prepare_alloc(ctx, sizeof *f);
+  if (!f) return kiln_prepare_nomem(ctx);
+  f->k = k;
+  f->kind = kind;
+  f->s8 = dtype == KILN_I8;
+  for (int32_t d = 0; d < b->rank; d++) {
+    if (b->shape[d] == 1) continue;
+    const int32_t q = f->rank - 1;
+    if (q >= 0 && f->s1[q] == b->stride1[d] * b->shape[d] &&
+        f->s2[q] == b->stride2[d] * b->shape[d]) {
+      f->shape[q] *= b->shape[d];
+    } else {
+      f->shape[++f->rank - 1] = b->shape[d];
+    }
+    f->s1[f->rank - 1] = b->stride1[d];
+    f->s2[f->rank - 1] = b->stride2[d];
+  }
+  if (f->rank == 0) { /* one element */
+    f->rank = 1;
+    f->shape[0] = 1;
+    f->s1[0] = f->s2[0] = 0;
+  }
+  f->count = b->count;
+  const int32_t threads = kiln_prepare_threads(ctx);
+  const int64_t tasks = b->count / 16384;
+  f->n_tasks = threads <= 1 || tasks < 2 ? 1 : (int32_t)(tasks < 4 * threads ? tasks : 4 * threads);
+  *out = f;
+  return KILN_OK;
+}
+
+typedef struct bcast_job {
+  const bcast_fast *f;
+  const void *a, *b;
+  void *out;
+  const void *q;          /* kiln_addsub_q or kiln_prelu_q (int8) */
+  float act_min, act_max; /* float ADD */
+} bcast_job;
+
+/* The start of task t's output range. */
+static int64_t bcast_bound(const bcast_fast *f, int32_t t) {
+  if (t >= f->n_tasks) return f->count;
+  const int64_t e = (f->count * t / f->n_tasks + 63) / 64 * 64;
+  return e < f->count ? e : f->count;
+}
+
+/* One kernel call: n outputs from offsets o1 / o2 with strides is1 / is2. */
+static void bcast_run(const bcast_job *j, int64_t n, int64_t o1, int64_t is1, int64_t o2,
+                      int64_t is2, int64_t e) {
+  const bcast_fast *f = j->f;
+  if (f->s8) {
+    const int8_t *a = (const int8_t *)j->a + o1, *b = (const int8_t *)j->b + o2;
+    int8_t *out = (int8_t *)j->out + e;
+    if (f->kind == FAST_ADD)
+      f->k->s8_add(n, a, is1, b, is2, out, j->q);
+    else
+      f->k->s8_prelu(n, a, is1, b, is2, out, j->q);
+  } else {
+    const float *a = (const float *)j->a + o1, *b = (const float *)j->b + o2;
+    float *out = (float *)j->out + e;
+    if (f->kind == FAST_ADD)
+      f->k->f32_add(n, a, is1, b, is2, out, j->act_min, j->act_max);
+    else
+      f->k->f32_prelu(n, a, is1, b, is2, out);
+  }
+}
+
+/* Walks the task's outputs run by run (a run ends with the last dimension). */
+static void bcast_task(void *arg, int32_t task, int32_t thread) {
+  (void)thread;
+  const bcast_job *j = arg;
+  const bcast_fast *f = j->f;
+  const int64_t e0 = bcast_bound(f, task), e1 = bcast_bound(f, task + 1);
+  const int32_t last = f->rank - 1;
+  const int64_t inner = f->shape[last], is1 = f->s1[last], is2 = f->s2[last];
+  int64_t idx[KILN_BCAST_MAX_RANK] = {0};
+  int64_t row = e0 / inner, col = e0 % inner, base1 = 0, base2 = 0;
+  for (int32_t d = last - 1; d >= 0; d--) {
+    idx[d] = row % f->shape[d];
+    row /= f->shape[d];
+    base1 += idx[d] * f->s1[d];
+    base2 += idx[d] * f->s2[d];
+  }
+  for (int64_t e = e0; e < e1; col = 0) {
+    const int64_t n = inner - col < e1 - e ? inner - col : e1 - e;
+    bcast_run(j, n, base1 + col * is1, is1, base2 + col * is2, is2, e);
+    e += n;
+    for (int32_t d = last - 1; d >= 0; d--) {
+      base1 += f->s1[d];
+      base2 += f->s2[d];
+      if (++idx[d] < f->shape[d]) break;
+      idx[d] = 0;
+      base1 -= f->s1[d] * f->shape[d];
+      base2 -= f->s2[d] * f->shape[d];
+    }
+  }
+}
+
+static void bcast_fast_eval(const kiln_node *node, const kiln_eval_ctx *ctx, const bcast_fast *f,
+                            const void *q, float act_min, float act_max) {
+  bcast_job job = {f, node->inputs[0]->data, node->inputs[1]->data, node->outputs[0]->data,
+                   q, act_min, act_max};
+  kiln_threadpool_run(ctx->pool, bcast_task, &job, f->n_tasks);
+}
+
 /* ---- ADD, SUB, MUL ---- */
 
 typedef enum binary_kind { BINARY_ADD, BINARY_SUB, BINARY_MUL } binary_kind;
@@ -105,6 +238,7 @@ typedef struct binary_op {
   float act_min, act_max; /* float32 */
   kiln_addsub_q addsub;   /* quantized ADD, SUB */
   kiln_mul_q mul;         /* quantized MUL */
+  const bcast_fast *fast; /* ADD's optimized plan, or NULL: reference kernel */
 } binary_op;
 
 static kiln_status prepare_binary(kiln_node *node, kiln_prepare_ctx *ctx, binary_kind kind) {
@@ -148,7 +282,10 @@ static kiln_status prepare_binary(kiln_node *node, kiln_prepare_ctx *ctx, binary
 }
 
 static kiln_status prepare_add(kiln_node *node, kiln_prepare_ctx *ctx) {
-  return prepare_binary(node, ctx, BINARY_ADD);
+  kiln_status s = prepare_binary(node, ctx, BINARY_ADD);
+  if (s != KILN_OK) return s;
+  binary_op *p = node->params;
+  return bcast_fast_prepare(ctx, &p->bcast, FAST_ADD, node->inputs[0]->dtype, &p->fast);
 }
 static kiln_status prepare_sub(kiln_node *node, kiln_prepare_ctx *ctx) {
   return prepare_binary(node, ctx, BINARY_SUB);
@@ -158,10 +295,13 @@ static kiln_status prepare_mul(kiln_node *node, kiln_prepare_ctx *ctx) {
 }
 
 static void eval_add(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const binary_op *p = node->params;
   const void *a = node->inputs[0]->data, *b = node->inputs[1]->data;
   void *out = node->outputs[0]->data;
+  if (p->fast) {
+    bcast_fast_eval(node, ctx, p->fast, &p->addsub, p->act_min, p->act_max);
+    return;
+  }
   switch (node->inputs[0]->dtype) {
     case KILN_F32: kiln_f32_add_ref(&p->bcast, a, b, out, p->act_min, p->act_max); break;
     case KILN_I8: kiln_s8_add_ref(&p->bcast, a, b, out, &p->addsub); break;
@@ -198,6 +338,7 @@ static void eval_mul(const kiln_node *node, const kiln_eval_ctx *ctx) {
 typedef struct prelu_op {
   kiln_bcast bcast;
   kiln_prelu_q q;
+  const bcast_fast *fast; /* optimized plan, or NULL: reference kernel */
 } prelu_op;
 
 static kiln_status prepare_prelu(kiln_node *node, kiln_prepare_ctx *ctx) {
@@ -224,12 +365,15 @@ static kiln_status prepare_prelu(kiln_node *node, kiln_prepare_ctx *ctx) {
                              "is out of range",
                              (double)scale_of(in), (double)scale_of(alpha), (double)scale_of(out));
   node->params = p;
-  return KILN_OK;
+  return bcast_fast_prepare(ctx, &p->bcast, FAST_PRELU, in->dtype, &p->fast);
 }
 
 static void eval_prelu(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const prelu_op *p = node->params;
+  if (p->fast) {
+    bcast_fast_eval(node, ctx, p->fast, &p->q, 0.0f, 0.0f);
+    return;
+  }
   const void *in = node->inputs[0]->data, *alpha = node->inputs[1]->data;
   void *out = node->outputs[0]->data;
   switch (node->inputs[0]->dtype) {

@@ -6,9 +6,15 @@
  * from the padding mode, quantized pooling only with matching input/output
  * quantization, MEAN axes from a constant int32 tensor, and the MEAN
  * requantization multiplier (with 1/count folded in) computed once.
+ *
+ * Float32 and int8 pooling, and MEAN over height and width of NHWC tensors,
+ * take the vectorized kernels of kernels/misc_fast.h when the CPU has them,
+ * split over threads by output rows (pooling) or images and channel blocks
+ * (MEAN).
  */
 #include <math.h>
 
+#include "kernels/misc_fast.h"
 #include "kernels/quant_math.h"
 #include "kernels/ref/pool_ref.h"
 #include "runtime/op.h"
@@ -54,10 +60,24 @@ static kiln_status check_activation(kiln_prepare_ctx *ctx, kiln_activation act) 
 
 /* ---- AVERAGE_POOL_2D, MAX_POOL_2D ---- */
 
+/* The optimized path: kernels and chunks of the N * OH output rows. */
+typedef struct pool_fast {
+  const kiln_misc_kernels *k;
+  int32_t n_tasks;
+} pool_fast;
+
 typedef struct pool_op {
   kiln_pool_params p;
   int32_t in_shape[4], out_shape[4];
+  const pool_fast *fast; /* NULL: reference kernels */
 } pool_op;
+
+/* Tasks for `items` independent pieces of work: about four per thread. */
+static int32_t task_count(const kiln_prepare_ctx *ctx, int64_t items) {
+  const int32_t threads = kiln_prepare_threads(ctx);
+  if (threads <= 1 || items <= 1) return 1;
+  return items < 4 * threads ? (int32_t)items : 4 * threads;
+}
 
 static kiln_status prepare_pool(kiln_node *node, kiln_prepare_ctx *ctx) {
   kiln_status s = check_arity(node, ctx, 1);
@@ -117,12 +137,54 @@ static kiln_status prepare_pool(kiln_node *node, kiln_prepare_ctx *ctx) {
     kiln_activation_range_f(o->activation, &op->p.act_min_f, &op->p.act_max_f);
   else
     kiln_activation_range_q(o->activation, out, &op->p.act_min, &op->p.act_max);
+  const kiln_misc_kernels *k = kiln_misc_pick(kiln_prepare_isa(ctx));
+  const bool s8_ok = (int64_t)o->filter_h * o->filter_w <= KILN_POOL_S8_MAX_WINDOW;
+  if (k && (in->dtype == KILN_F32 || (in->dtype == KILN_I8 && s8_ok))) {
+    pool_fast *f = kiln_prepare_alloc(ctx, sizeof *f);
+    if (!f) return kiln_prepare_nomem(ctx);
+    f->k = k;
+    f->n_tasks = task_count(ctx, (int64_t)op->out_shape[0] * oh);
+    op->fast = f;
+  }
   node->params = op;
   return KILN_OK;
 }
 
+typedef struct pool_job {
+  const pool_op *op;
+  bool is_max;
+  kiln_dtype dtype;
+  const void *in;
+  void *out;
+} pool_job;
+
+static void pool_task(void *arg, int32_t task, int32_t thread) {
+  (void)thread;
+  const pool_job *j = arg;
+  const pool_op *op = j->op;
+  const int64_t rows = (int64_t)op->out_shape[0] * op->out_shape[1];
+  const int64_t r0 = rows * task / op->fast->n_tasks, r1 = rows * (task + 1) / op->fast->n_tasks;
+  const kiln_misc_kernels *k = op->fast->k;
+  if (j->dtype == KILN_F32)
+    (j->is_max ? k->f32_max_pool : k->f32_avg_pool)(&op->p, op->in_shape, j->in, op->out_shape,
+                                                    j->out, r0, r1);
+  else
+    (j->is_max ? k->s8_max_pool : k->s8_avg_pool)(&op->p, op->in_shape, j->in, op->out_shape,
+                                                  j->out, r0, r1);
+}
+
+/* Runs the fast kernels if prepare chose them; false otherwise. */
+static bool pool_run_fast(const kiln_node *node, const kiln_eval_ctx *ctx, bool is_max) {
+  const pool_op *op = node->params;
+  if (!op->fast) return false;
+  pool_job job = {op, is_max, node->inputs[0]->dtype, node->inputs[0]->data,
+                  node->outputs[0]->data};
+  kiln_threadpool_run(ctx->pool, pool_task, &job, op->fast->n_tasks);
+  return true;
+}
+
 static void eval_avg_pool(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
+  if (pool_run_fast(node, ctx, false)) return;
   const pool_op *op = node->params;
   const void *in = node->inputs[0]->data;
   void *out = node->outputs[0]->data;
@@ -140,7 +202,7 @@ static void eval_avg_pool(const kiln_node *node, const kiln_eval_ctx *ctx) {
 }
 
 static void eval_max_pool(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
+  if (pool_run_fast(node, ctx, true)) return;
   const pool_op *op = node->params;
   const void *in = node->inputs[0]->data;
   void *out = node->outputs[0]->data;
@@ -159,6 +221,14 @@ static void eval_max_pool(const kiln_node *node, const kiln_eval_ctx *ctx) {
 
 /* ---- MEAN ---- */
 
+/* The optimized MEAN over H and W of [N, H, W, C]: tasks are images times
+ * blocks of channels. */
+typedef struct mean_fast {
+  const kiln_misc_kernels *k;
+  kiln_mean_q q;
+  int32_t n_tasks, channel_blocks;
+} mean_fast;
+
 typedef struct mean_op {
   int32_t rank;
   int32_t shape[KILN_MAX_RANK];
@@ -166,7 +236,10 @@ typedef struct mean_op {
   int32_t in_zp, out_zp;
   int32_t multiplier;
   int shift;
+  const mean_fast *fast; /* NULL: reference kernels */
 } mean_op;
+
+#define MEAN_BLOCK 64 /* channels per block when a MEAN is split */
 
 /* Resolves the constant axis tensor into a bit mask (negative axes count
  * from the end, repeats are ignored), as TFLite's ResolveAxis. */
@@ -230,15 +303,62 @@ static kiln_status prepare_mean(kiln_node *node, kiln_prepare_ctx *ctx) {
                              &multiplier, &shift);
     if (count > 0) kiln_mean_q_multiplier(multiplier, shift, count, &op->multiplier, &op->shift);
   }
+  const kiln_misc_kernels *k = kiln_misc_pick(kiln_prepare_isa(ctx));
+  const bool hw = in->rank == 4 && op->axis_mask == 0x6u && count > 0;
+  const bool shift_ok = op->shift >= -31 && op->shift <= 30;
+  if (k && hw && (in->dtype == KILN_F32 || (in->dtype == KILN_I8 && shift_ok))) {
+    mean_fast *f = kiln_prepare_alloc(ctx, sizeof *f);
+    if (!f) return kiln_prepare_nomem(ctx);
+    f->k = k;
+    f->q.zp_times_count = (int32_t)(uint32_t)((uint64_t)(int64_t)op->in_zp * (uint64_t)count);
+    f->q.multiplier = op->multiplier;
+    f->q.shift = op->shift;
+    f->q.out_zp = op->out_zp;
+    f->channel_blocks = (in->shape[3] + MEAN_BLOCK - 1) / MEAN_BLOCK;
+    f->n_tasks = task_count(ctx, (int64_t)in->shape[0] * f->channel_blocks);
+    op->fast = f;
+  }
   node->params = op;
   return KILN_OK;
 }
 
+typedef struct mean_job {
+  const mean_op *op;
+  kiln_dtype dtype;
+  const void *in;
+  void *out;
+} mean_job;
+
+static void mean_task(void *arg, int32_t task, int32_t thread) {
+  (void)thread;
+  const mean_job *j = arg;
+  const mean_op *op = j->op;
+  const mean_fast *f = op->fast;
+  const int32_t C = op->shape[3], hw = op->shape[1] * op->shape[2];
+  const int64_t items = (int64_t)op->shape[0] * f->channel_blocks;
+  const int64_t i1 = items * (task + 1) / f->n_tasks;
+  for (int64_t i = items * task / f->n_tasks; i < i1; i++) {
+    const int64_t b = i / f->channel_blocks;
+    const int32_t c0 = (int32_t)(i % f->channel_blocks) * MEAN_BLOCK;
+    const int32_t c1 = c0 + MEAN_BLOCK < C ? c0 + MEAN_BLOCK : C;
+    const size_t in_off = (size_t)b * (size_t)hw * (size_t)C, out_off = (size_t)b * (size_t)C;
+    if (j->dtype == KILN_F32)
+      f->k->f32_mean_hw(hw, C, (const float *)j->in + in_off, (float *)j->out + out_off, c0, c1);
+    else
+      f->k->s8_mean_hw(&f->q, hw, C, (const int8_t *)j->in + in_off, (int8_t *)j->out + out_off,
+                       c0, c1);
+  }
+}
+
 static void eval_mean(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const mean_op *op = node->params;
   const void *in = node->inputs[0]->data;
   void *out = node->outputs[0]->data;
+  if (op->fast) {
+    mean_job job = {op, node->inputs[0]->dtype, in, out};
+    kiln_threadpool_run(ctx->pool, mean_task, &job, op->fast->n_tasks);
+    return;
+  }
   switch (node->inputs[0]->dtype) {
     case KILN_F32:
       kiln_f32_mean_ref(op->rank, op->shape, op->axis_mask, in, out);

@@ -8,9 +8,15 @@
  * and adds kiln's own: shape-giving inputs (new shape, paddings, sizes) must
  * be constant, and ops that only move bytes must keep the quantization of
  * their input. Eval never fails and never allocates.
+ *
+ * Faster paths chosen at prepare: CONCATENATION copies large outputs with
+ * several threads (byte ranges of the output), and float32 / int8
+ * RESIZE_BILINEAR uses the vectorized kernels of kernels/misc_fast.h with
+ * source coordinates computed once.
  */
 #include <string.h>
 
+#include "kernels/misc_fast.h"
 #include "kernels/quant_math.h"
 #include "kernels/ref/shape_ref.h"
 #include "runtime/op.h"
@@ -83,13 +89,24 @@ static int32_t zero_point_of(const kiln_rt_tensor *t) {
 
 /* ---- CONCATENATION ---- */
 
+/* The threaded copy: task t copies the output bytes [bound(t), bound(t + 1))
+ * of the outer blocks of block_bytes each. */
+typedef struct concat_fast {
+  int32_t n_tasks;
+  int64_t block_bytes;
+} concat_fast;
+
 typedef struct concat_op {
   int32_t n;
   int64_t outer;
   int64_t *chunk;           /* bytes, or elements when rescaling uint8 */
   kiln_u8_rescale *rescale; /* uint8 with quantization, else NULL */
   int32_t out_zp;
+  const concat_fast *fast; /* threaded copy, or NULL */
 } concat_op;
+
+/* Outputs of at least this many bytes are copied by several threads. */
+#define CONCAT_THREADED_BYTES (256 * 1024)
 
 static const kiln_dtype concat_types[] = {KILN_F32,  KILN_F16, KILN_I32, KILN_I64,
                                           KILN_BOOL, KILN_I16, KILN_I8,  KILN_U8};
@@ -197,15 +214,65 @@ static kiln_status prepare_concat(kiln_node *node, kiln_prepare_ctx *ctx) {
     }
   }
   node->scratch_bytes = (size_t)op->n * sizeof(void *);
+  int64_t block_bytes = 0;
+  for (int32_t i = 0; i < op->n; i++) block_bytes += op->chunk[i];
+  const int32_t threads = kiln_prepare_threads(ctx);
+  if (!rescale && !kiln_prepare_force_ref(ctx) && threads > 1 &&
+      block_bytes * op->outer >= CONCAT_THREADED_BYTES) {
+    concat_fast *f = kiln_prepare_alloc(ctx, sizeof *f);
+    if (!f) return kiln_prepare_nomem(ctx);
+    f->n_tasks = 2 * threads;
+    f->block_bytes = block_bytes;
+    op->fast = f;
+  }
   node->params = op;
   return KILN_OK;
+}
+
+typedef struct concat_job {
+  const concat_op *op;
+  const void *const *inputs;
+  uint8_t *out;
+} concat_job;
+
+static int64_t concat_bound(const concat_op *op, int32_t t) {
+  const int64_t total = op->fast->block_bytes * op->outer;
+  if (t >= op->fast->n_tasks) return total;
+  const int64_t b = (total * t / op->fast->n_tasks + 63) / 64 * 64;
+  return b < total ? b : total;
+}
+
+/* Copies the task's output bytes chunk by chunk, as the reference does. */
+static void concat_task(void *arg, int32_t task, int32_t thread) {
+  (void)thread;
+  const concat_job *j = arg;
+  const concat_op *op = j->op;
+  const int64_t p1 = concat_bound(op, task + 1);
+  int64_t p = concat_bound(op, task);
+  if (p >= p1) return;
+  int64_t k = p / op->fast->block_bytes, within = p % op->fast->block_bytes;
+  int32_t i = 0;
+  while (within >= op->chunk[i]) within -= op->chunk[i++];
+  while (p < p1) {
+    const int64_t n = op->chunk[i] - within < p1 - p ? op->chunk[i] - within : p1 - p;
+    memcpy(j->out + p, (const uint8_t *)j->inputs[i] + k * op->chunk[i] + within, (size_t)n);
+    p += n;
+    within = 0;
+    if (++i == op->n) {
+      i = 0;
+      k++;
+    }
+  }
 }
 
 static void eval_concat(const kiln_node *node, const kiln_eval_ctx *ctx) {
   const concat_op *op = node->params;
   const void **ptrs = ctx->scratch;
   for (int32_t i = 0; i < op->n; i++) ptrs[i] = node->inputs[i]->data;
-  if (op->rescale)
+  if (op->fast) {
+    concat_job job = {op, ptrs, node->outputs[0]->data};
+    kiln_threadpool_run(ctx->pool, concat_task, &job, op->fast->n_tasks);
+  } else if (op->rescale)
     kiln_u8_concat_ref(op->n, (const uint8_t *const *)ptrs, op->chunk, op->outer, op->rescale,
                        op->out_zp, node->outputs[0]->data);
   else
@@ -432,11 +499,68 @@ static void eval_pad(const kiln_node *node, const kiln_eval_ctx *ctx) {
 
 /* ---- RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR ---- */
 
+/* The optimized bilinear resize: kernels, source coordinates, and chunks of
+ * the N * out_h output rows. */
+typedef struct resize_fast {
+  const kiln_misc_kernels *k;
+  kiln_resize_plan plan;
+  int32_t n_tasks;
+} resize_fast;
+
 typedef struct resize_op {
   int32_t in_shape[4];
   int32_t out_h, out_w;
   bool align_corners, half_pixel_centers;
+  const resize_fast *fast; /* bilinear float32 / int8; NULL: reference */
 } resize_op;
+
+/* Source coordinates for the fast bilinear kernels. */
+static kiln_status resize_fast_prepare(kiln_prepare_ctx *ctx, const kiln_rt_tensor *in,
+                                       resize_op *op) {
+  const kiln_misc_kernels *k = kiln_misc_pick(kiln_prepare_isa(ctx));
+  if (!k) return KILN_OK;
+  resize_fast *f = kiln_prepare_alloc(ctx, sizeof *f);
+  if (!f) return kiln_prepare_nomem(ctx);
+  f->k = k;
+  kiln_resize_plan *rp = &f->plan;
+  rp->batch = in->shape[0];
+  rp->in_h = in->shape[1];
+  rp->in_w = in->shape[2];
+  rp->channels = in->shape[3];
+  rp->out_h = op->out_h;
+  rp->out_w = op->out_w;
+  const size_t nh = (size_t)op->out_h, nw = (size_t)op->out_w;
+  int32_t *y = kiln_prepare_alloc(ctx, 3 * nh * sizeof *y);
+  int32_t *x = kiln_prepare_alloc(ctx, 3 * nw * sizeof *x);
+  if (!y || !x) return kiln_prepare_nomem(ctx);
+  rp->y_lo = y;
+  rp->y_hi = y + nh;
+  rp->x_lo = x;
+  rp->x_hi = x + nw;
+  if (in->dtype == KILN_F32) {
+    float *fy = kiln_prepare_alloc(ctx, nh * sizeof *fy);
+    float *fx = kiln_prepare_alloc(ctx, nw * sizeof *fx);
+    if (!fy || !fx) return kiln_prepare_nomem(ctx);
+    kiln_resize_axis_f32(rp->in_h, op->out_h, op->align_corners, op->half_pixel_centers, y,
+                         y + nh, fy);
+    kiln_resize_axis_f32(rp->in_w, op->out_w, op->align_corners, op->half_pixel_centers, x,
+                         x + nw, fx);
+    rp->fy = fy;
+    rp->fx = fx;
+  } else {
+    kiln_resize_axis_s8(rp->in_h, op->out_h, op->align_corners, op->half_pixel_centers, y, y + nh,
+                        y + 2 * nh);
+    kiln_resize_axis_s8(rp->in_w, op->out_w, op->align_corners, op->half_pixel_centers, x, x + nw,
+                        x + 2 * nw);
+    rp->qy = y + 2 * nh;
+    rp->qx = x + 2 * nw;
+  }
+  const int32_t threads = kiln_prepare_threads(ctx);
+  const int64_t rows = (int64_t)rp->batch * rp->out_h;
+  f->n_tasks = threads <= 1 ? 1 : (int32_t)(rows < 4 * threads ? rows : 4 * threads);
+  op->fast = f;
+  return KILN_OK;
+}
 
 static kiln_status prepare_resize(kiln_node *node, kiln_prepare_ctx *ctx, bool bilinear) {
   kiln_status s = check_counts(node, ctx, 2, 2);
@@ -481,6 +605,9 @@ static kiln_status prepare_resize(kiln_node *node, kiln_prepare_ctx *ctx, bool b
                              (int)in->shape[1], (int)in->shape[2], (int)op->out_h, (int)op->out_w);
   const int32_t shape[4] = {in->shape[0], op->out_h, op->out_w, in->shape[3]};
   if ((s = kiln_prepare_set_output_shape(ctx, out, 4, shape)) != KILN_OK) return s;
+  if (bilinear && (in->dtype == KILN_F32 || in->dtype == KILN_I8) &&
+      (s = resize_fast_prepare(ctx, in, op)) != KILN_OK)
+    return s;
   node->params = op;
   return KILN_OK;
 }
@@ -493,11 +620,34 @@ static kiln_status prepare_resize_nearest(kiln_node *node, kiln_prepare_ctx *ctx
   return prepare_resize(node, ctx, false);
 }
 
+typedef struct resize_job {
+  const resize_op *op;
+  bool s8;
+  const void *in;
+  void *out;
+} resize_job;
+
+static void resize_task(void *arg, int32_t task, int32_t thread) {
+  (void)thread;
+  const resize_job *j = arg;
+  const resize_fast *f = j->op->fast;
+  const int64_t rows = (int64_t)f->plan.batch * f->plan.out_h;
+  const int64_t r0 = rows * task / f->n_tasks, r1 = rows * (task + 1) / f->n_tasks;
+  if (j->s8)
+    f->k->s8_resize_bilinear(&f->plan, j->in, j->out, r0, r1);
+  else
+    f->k->f32_resize_bilinear(&f->plan, j->in, j->out, r0, r1);
+}
+
 static void eval_resize_bilinear(const kiln_node *node, const kiln_eval_ctx *ctx) {
-  (void)ctx;
   const resize_op *op = node->params;
   const void *in = node->inputs[0]->data;
   void *out = node->outputs[0]->data;
+  if (op->fast) {
+    resize_job job = {op, node->inputs[0]->dtype == KILN_I8, in, out};
+    kiln_threadpool_run(ctx->pool, resize_task, &job, op->fast->n_tasks);
+    return;
+  }
   switch (node->inputs[0]->dtype) {
     case KILN_F32:
       kiln_f32_resize_bilinear_ref(op->in_shape, in, op->out_h, op->out_w, op->align_corners,

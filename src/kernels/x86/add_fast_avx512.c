@@ -1,0 +1,9 @@
+/* kernels/x86/add_fast_avx512.c: ADD kernels (kernels/misc_fast.h) for
+ * AVX-512 (16 lanes); the code is in add_tmpl.h. */
+#include "kernels/x86/misc_vec_avx512.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include "kernels/x86/add_tmpl.h"

@@ -1,0 +1,9 @@
+/* kernels/x86/prelu_fast_avx2.c: PRELU kernels (kernels/misc_fast.h) for
+ * AVX2 (8 lanes); the code is in prelu_tmpl.h. */
+#include "kernels/x86/misc_vec_avx2.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include "kernels/x86/prelu_tmpl.h"
