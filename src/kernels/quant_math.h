@@ -85,6 +85,22 @@ static inline void kiln_quantize_multiplier(double real, int32_t *multiplier, in
 /* TFLite's float -> int rounding (std::round: halves away from zero). */
 static inline float kiln_round_f(float x) { return roundf(x); }
 
+/* TFLite's static_cast<int32_t>(round(x)) as its x86 builds compute it:
+ * values outside int32 (and NaN) become INT32_MIN, the conversion
+ * instruction's "integer indefinite" result. */
+static inline int32_t kiln_round_to_i32_x86(double x) {
+  const double r = round(x);
+  return (r >= -2147483648.0 && r < 2147483648.0) ? (int32_t)r : INT32_MIN;
+}
+
+/* The accumulator rescale of TFLite's reference FULLY_CONNECTED:
+ * clamp(round(acc * scale) + out_zp) with int32 wrap-around on the add. */
+static inline int32_t kiln_fc_requant(int32_t acc, double scale, int32_t out_zp, int32_t lo,
+                                      int32_t hi) {
+  const int32_t v = (int32_t)((uint32_t)kiln_round_to_i32_x86((double)acc * scale) + (uint32_t)out_zp);
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
 static inline int32_t kiln_clamp_i32(int32_t x, int32_t lo, int32_t hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }

@@ -93,17 +93,16 @@ static void percentile_range(const kiln_tensor_stats *s, float p, float *lo, flo
   *hi = fminf(s->max, bin_edge(s, b_hi + 1));
 }
 
-/* KL(P || Q) where P is the histogram restricted to bins [b0, b1) with the
- * mass outside folded into the edge bins, and Q spreads each of 256 levels'
- * mass uniformly over that level's non-empty bins. */
+/* KL(P || Q), the TensorRT criterion: P is the histogram restricted to
+ * bins [b0, b1) with the mass outside folded into the edge bins (what the
+ * clipped tensor holds); Q quantizes the unclipped slice to 256 levels,
+ * spreading each level's mass uniformly over its non-empty bins (what 8 bits
+ * can represent). Building Q from the slice before folding makes clipping
+ * cost something: without it the divergence falls as the range shrinks. */
 static double clipped_kl(const uint64_t *hist, int32_t b0, int32_t b1, double *p, double *q) {
   const int32_t n = b1 - b0;
-  double total = 0;
-  for (int32_t b = 0; b < KILN_HIST_BINS; b++) total += (double)hist[b];
-  if (total <= 0 || n <= 0) return INFINITY;
+  if (n <= 0) return INFINITY;
   for (int32_t i = 0; i < n; i++) p[i] = (double)hist[b0 + i];
-  for (int32_t b = 0; b < b0; b++) p[0] += (double)hist[b];
-  for (int32_t b = b1; b < KILN_HIST_BINS; b++) p[n - 1] += (double)hist[b];
   const int32_t levels = 256;
   for (int32_t l = 0; l < levels; l++) {
     int32_t s = (int32_t)((int64_t)l * n / levels), e = (int32_t)((int64_t)(l + 1) * n / levels);
@@ -116,11 +115,22 @@ static double clipped_kl(const uint64_t *hist, int32_t b0, int32_t b1, double *p
     }
     for (int32_t i = s; i < e; i++) q[i] = p[i] > 0 ? mass / nonzero : 0;
   }
+  for (int32_t b = 0; b < b0; b++) p[0] += (double)hist[b];
+  for (int32_t b = b1; b < KILN_HIST_BINS; b++) p[n - 1] += (double)hist[b];
+  double sum_p = 0, sum_q = 0;
+  for (int32_t i = 0; i < n; i++) {
+    sum_p += p[i];
+    sum_q += q[i];
+  }
+  if (sum_p <= 0 || sum_q <= 0) return INFINITY;
   double kl = 0;
   for (int32_t i = 0; i < n; i++) {
     if (p[i] <= 0) continue;
-    double pi = p[i] / total, qi = q[i] / total;
-    kl += pi * log(pi / (qi > 0 ? qi : 1e-12));
+    const double pi = p[i] / sum_p;
+    /* A bin P needs that Q left empty (the folded edges): TensorRT's
+     * smoothing, a small mass instead of an infinite divergence. */
+    const double qi = q[i] > 0 ? q[i] / sum_q : 1e-4 / (double)n;
+    kl += pi * log(pi / qi);
   }
   return kl;
 }

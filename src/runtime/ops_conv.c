@@ -503,21 +503,30 @@ static kiln_status fc_quant(kiln_prepare_ctx *ctx, const kiln_rt_tensor *input,
   if (q->count == 0)
     return kiln_prepare_fail(ctx, KILN_ERR_UNSUPPORTED, "weights '%s' are not quantized",
                              weights->name);
-  if (input->dtype == KILN_I8 && q->count > 1) {
+  /* The fixed-point multipliers are computed for TFLite's prepare-time
+   * checks (weights, bias scale, shift range); the reference kernel itself
+   * rescales with the double-precision scales below. */
+  const int32_t *mult = NULL, *shift = NULL;
+  const bool per_channel = input->dtype == KILN_I8 && q->count > 1;
+  if (per_channel) {
     /* Per-channel: symmetric weights (TFLite ignores their zero point). */
-    s = prepare_s8_weights(ctx, input, weights, output, 0, p->out_depth, &p->multiplier,
-                           &p->shift);
+    s = prepare_s8_weights(ctx, input, weights, output, 0, p->out_depth, &mult, &shift);
     p->filter_offset = 0;
   } else {
-    /* Per-tensor (int8 or uint8): the legacy multiplier, and TFLite applies
-     * the weights' zero point for backward compatibility. */
+    /* Per-tensor (int8 or uint8): TFLite applies the weights' zero point
+     * for backward compatibility. */
     if (input->dtype == KILN_U8) s = check_u8_weights(ctx, weights);
     if (s == KILN_OK)
-      s = prepare_legacy_multiplier(ctx, input, weights, bias, output, p->out_depth,
-                                    &p->multiplier, &p->shift);
+      s = prepare_legacy_multiplier(ctx, input, weights, bias, output, p->out_depth, &mult, &shift);
     p->filter_offset = -q->zero_point[0];
   }
   if (s != KILN_OK) return s;
+  double *scale = kiln_prepare_alloc(ctx, (size_t)p->out_depth * sizeof *scale);
+  if (!scale) return kiln_prepare_nomem(ctx);
+  const double in_scale = (double)input->quant->scale[0], out_scale = (double)output->quant->scale[0];
+  for (int32_t c = 0; c < p->out_depth; c++)
+    scale[c] = in_scale * (double)q->scale[per_channel ? c : 0] / out_scale;
+  p->scale = scale;
   kiln_activation_range_q(act, output, &p->act_min, &p->act_max);
   return KILN_OK;
 }

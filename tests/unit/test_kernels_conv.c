@@ -394,15 +394,22 @@ static void run_q_fc(bool s8) {
   const int32_t in_zp = pick_zp(s8), out_zp = pick_zp(s8);
   const int32_t w_zp = per_channel ? 0 : (test_rand_int(&rng, 0, 1) ? pick_zp(s8) : 0);
   const bool saturate = test_rand_int(&rng, 0, 4) == 0;
-  int32_t mult[32], shift[32];
-  pick_multipliers(p.out_depth, per_channel, p.in_depth, mult, shift,
-                   saturate ? 2000.0f : test_rand_float(&rng, 2.0f, 60.0f));
+  /* The reference rescales in double: scales of 2^-k make exact .5 ties
+   * (rounded away from zero), others random; a saturating case overflows
+   * int32, which TFLite's x86 conversion turns into INT32_MIN. */
+  double scale[32];
+  for (int32_t o = 0; o < p.out_depth; o++) {
+    const int32_t pick = test_rand_int(&rng, 0, 2);
+    const double s = pick == 0 ? ldexp(1.0, -test_rand_int(&rng, 1, 12))
+                               : (double)test_rand_float(&rng, 1e-5f, 0.05f);
+    scale[o] = per_channel || o == 0 ? s : scale[0];
+  }
+  if (saturate) scale[0] = 1e6;
   int32_t *bias = test_rand_int(&rng, 0, 4) == 0 ? NULL : random_bias(p.out_depth, saturate);
   p.input_offset = -in_zp;
   p.filter_offset = -w_zp;
   p.output_offset = out_zp;
-  p.multiplier = mult;
-  p.shift = shift;
+  p.scale = scale;
   pick_clamp(s8, out_zp, &p.act_min, &p.act_max);
   if (s8) kiln_s8_fully_connected_ref(&p, in, w, bias, out);
   else kiln_u8_fully_connected_ref(&p, in, w, bias, out);
@@ -413,7 +420,10 @@ static void run_q_fc(bool s8) {
       for (int32_t d = 0; d < p.in_depth; d++)
         acc += (int64_t)(q_at(w, (size_t)o * p.in_depth + d, s8) - w_zp) *
                (q_at(in, (size_t)b * p.in_depth + d, s8) - in_zp);
-      int32_t want = spec_output(acc, mult[o], shift[o], out_zp, p.act_min, p.act_max);
+      const double r = round((double)(int32_t)(uint32_t)(uint64_t)acc * scale[o]);
+      int64_t v = (r >= -2147483648.0 && r < 2147483648.0) ? (int64_t)r : INT32_MIN;
+      v = (int32_t)(uint32_t)(v + out_zp);
+      const int32_t want = (int32_t)(v < p.act_min ? p.act_min : (v > p.act_max ? p.act_max : v));
       if (q_at(out, (size_t)b * p.out_depth + o, s8) != want) bad++;
     }
   CHECK_MSG(bad == 0, "%s fc: %zu of %zu outputs differ (batch %d in %d out %d)", s8 ? "s8" : "u8",

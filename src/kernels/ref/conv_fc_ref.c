@@ -1,10 +1,13 @@
 /*
  * Reference FULLY_CONNECTED kernels (float32, int8, uint8), bit-exact with
  * TFLite's reference_ops::FullyConnected and
- * reference_integer_ops::FullyConnected / FullyConnectedPerChannel. The int8
- * kernel serves both per-tensor weights (one multiplier repeated, filter
- * offset applied as TFLite does for backward compatibility) and per-channel
- * weights (filter offset 0). See conv_ref.h for shapes.
+ * reference_integer_ops::FullyConnected / FullyConnectedPerChannel in the
+ * form LiteRT's reference kernel type runs them: the int32 accumulator is
+ * rescaled in double precision with one rounding (kiln_fc_requant), not
+ * with the fixed-point multiplier CONV_2D uses. The int8 kernel serves both
+ * per-tensor weights (one scale repeated, filter offset applied as TFLite
+ * does for backward compatibility) and per-channel weights (filter offset
+ * 0). See conv_ref.h for shapes.
  */
 #include <stddef.h>
 
@@ -44,9 +47,8 @@ void kiln_f32_fully_connected_ref(const kiln_fc_params *p, const float *input,
         for (int32_t d = 0; d < p->in_depth; d++)                                             \
           acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)in[d] + p->input_offset);     \
         if (bias) acc += bias[o];                                                             \
-        int32_t v =                                                                           \
-            kiln_mul_by_quantized_multiplier(wrap_i32(acc), p->multiplier[o], p->shift[o]);   \
-        v = kiln_clamp_i32(v + p->output_offset, p->act_min, p->act_max);                     \
+        const int32_t v = kiln_fc_requant(wrap_i32(acc), p->scale[o], p->output_offset,       \
+                                          p->act_min, p->act_max);                            \
         output[(size_t)b * (size_t)p->out_depth + (size_t)o] = (T)v;                          \
       }                                                                                       \
     }                                                                                         \

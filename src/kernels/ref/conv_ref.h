@@ -71,8 +71,12 @@ typedef struct kiln_fc_params {
   int32_t input_offset;  /* -input zero point */
   int32_t filter_offset; /* -weights zero point (per-tensor weights; 0 per-channel) */
   int32_t output_offset; /* output zero point */
-  const int32_t *multiplier; /* [out_depth]; per-tensor repeats one value */
-  const int32_t *shift;      /* [out_depth] */
+  /* [out_depth]: double(input scale) * double(weight scale) / double(output
+   * scale); per-tensor weights repeat one value. TFLite's reference
+   * FULLY_CONNECTED (int8 and uint8, per-tensor and per-channel) rescales
+   * the int32 accumulator with this in double precision and rounds once,
+   * unlike CONV_2D's fixed-point multiplier. */
+  const double *scale;
   int32_t act_min, act_max;
   float float_min, float_max;
 } kiln_fc_params;
