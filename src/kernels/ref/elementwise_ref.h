@@ -218,6 +218,11 @@ typedef struct kiln_softmax_q {
   int32_t input_multiplier;
   int32_t input_left_shift;
   int32_t diff_min;
+  /* exp(beta * in_scale * -d) in Q0.31 for the 256 possible differences
+   * d = max - x of 8-bit inputs, exactly as TFLite computes each one (the
+   * rescale and gemmlowp's exp_on_negative_values); 0 where -d < diff_min,
+   * whose elements the reference skips. Filled by kiln_softmax_q_init. */
+  int32_t exp_of_diff[256];
 } kiln_softmax_q;
 
 /* Returns false when beta * in_scale * 2^26 <= 1 (TFLite cannot run it). */
