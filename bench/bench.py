@@ -464,6 +464,8 @@ def report(a):
     lines += roofline_section(results, roof, a.threads)
     lines += profile_section(results)
     lines += [f"Benchmark wall time: {time.time() - t_start:.0f} s.", ""]
+    lines += ["## Quantizer", "", "Accuracy against TensorFlow's quantizer and the time to quantize the SSD: "
+              "`bench/quant.sh` writes [QUANT.md](QUANT.md).", ""]
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(lines))

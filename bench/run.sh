@@ -16,24 +16,17 @@ bench=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$bench")
 models_dir=${KILN_MODELS:-$root/../shared/models}
 float_ssd=$models_dir/ssd_mobilenet_v2_oidv4_fp16.tflite
-venv=$bench/.venv
-py=$venv/bin/python
+# shellcheck source=bench/venv.sh
+source "$bench/venv.sh"
 
 if [[ ! -f $float_ssd ]]; then
   echo "bench: $float_ssd: missing (set KILN_MODELS to the shared models folder)" >&2
   exit 1
 fi
 
-if [[ ! -x $py ]] || ! cmp -s "$bench/requirements.txt" "$venv/requirements.installed"; then
-  echo "bench: creating $venv" >&2
-  python3 -m venv "$venv"
-  "$py" -m pip install --quiet --disable-pip-version-check -r "$bench/requirements.txt"
-  cp "$bench/requirements.txt" "$venv/requirements.installed"
-fi
-
+bench_venv "$bench"
+bench_build_kiln "$bench"
 build=$bench/build
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_TESTS=OFF >/dev/null
-ninja --quiet -C "$build" -j2 kiln
 rm -f "$build/roofline"
 if [[ $(uname -m) == x86_64 ]]; then  # the roofline measures x86 instructions only
   cc -O2 -pthread "$bench/roofline.c" -o "$build/roofline"

@@ -18,12 +18,19 @@ static const kiln_misc_kernels misc_avx512 = {KILN_ISA_AVX512,
 static const kiln_misc_kernels misc_avx2 = {KILN_ISA_AVX2,
                                             KILN_MISC_KERNEL_LIST(KILN_MISC_ENTRY, avx2)};
 #undef KILN_MISC_ENTRY
+#elif defined(__aarch64__)
+#define KILN_MISC_ENTRY(type, name) name,
+static const kiln_misc_kernels misc_neon = {KILN_ISA_NEON,
+                                            KILN_MISC_KERNEL_LIST(KILN_MISC_ENTRY, neon)};
+#undef KILN_MISC_ENTRY
 #endif
 
 const kiln_misc_kernels *const kiln_misc_tables[] = {
 #if defined(__x86_64__)
     &misc_avx512,
     &misc_avx2,
+#elif defined(__aarch64__)
+    &misc_neon,
 #endif
     NULL,
 };

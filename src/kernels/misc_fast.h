@@ -1,8 +1,8 @@
 /*
  * kernels/misc_fast.h: optimized kernels for ADD, PRELU, AVERAGE_POOL_2D,
  * MAX_POOL_2D, MEAN over height and width, and RESIZE_BILINEAR, float32 and
- * int8, vectorized (kernels/x86/{add,prelu,pool,mean,resize}_fast_*.c). Each
- * computes exactly what its reference kernel in kernels/ref/ computes: int8
+ * int8, vectorized (kernels/{x86,arm}/{add,prelu,pool,mean,resize}_fast_*.c).
+ * Each computes exactly what its reference kernel in kernels/ref/ computes: int8
  * bit for bit, float32 with the reference's operations in the reference's
  * order (so equal results, within 1e-5 relative at worst). Kernels take a
  * range of outputs so the runtime can split an op over threads; an output's
@@ -107,7 +107,7 @@ typedef struct kiln_misc_kernels {
   kiln_requant_fn *requant;
 } kiln_misc_kernels;
 
-/* The kernels each ISA file defines (kernels/x86/<op>_fast_<isa>.c), in
+/* The kernels each ISA file defines (kernels/{x86,arm}/<op>_fast_<isa>.c), in
  * table order. */
 #define KILN_MISC_KERNEL_LIST(X, isa)                   \
   X(kiln_f32_add_fn, kiln_f32_add_##isa)                \
@@ -128,6 +128,10 @@ typedef struct kiln_misc_kernels {
 #define KILN_MISC_DECLARE(type, name) type name;
 KILN_MISC_KERNEL_LIST(KILN_MISC_DECLARE, avx512)
 KILN_MISC_KERNEL_LIST(KILN_MISC_DECLARE, avx2)
+#undef KILN_MISC_DECLARE
+#elif defined(__aarch64__)
+#define KILN_MISC_DECLARE(type, name) type name;
+KILN_MISC_KERNEL_LIST(KILN_MISC_DECLARE, neon)
 #undef KILN_MISC_DECLARE
 #endif
 

@@ -8,6 +8,10 @@ static const kiln_s8_fc_kernel kernels[] = {
     {"s8_fc_avx512vnni", KILN_ISA_AVX512VNNI, 64, 128, kiln_s8_fc_convert_u8_avx512vnni,
      kiln_s8_fc_dot_avx512vnni},
     {"s8_fc_avx2", KILN_ISA_AVX2, 16, 0, kiln_s8_fc_convert_s8_avx2, kiln_s8_fc_dot_avx2},
+#elif defined(__aarch64__)
+    {"s8_fc_neondot", KILN_ISA_NEON | KILN_ISA_NEON_DOT, 16, 0, kiln_s8_fc_convert_s8_neondot,
+     kiln_s8_fc_dot_neondot},
+    {"s8_fc_neon", KILN_ISA_NEON, 16, 0, kiln_s8_fc_convert_s8_neon, kiln_s8_fc_dot_neon},
 #endif
     {NULL, 0, 0, 0, NULL, NULL},
 };

@@ -39,5 +39,10 @@ void kiln_s8_fc_convert_u8_avx512vnni(const int8_t *x, int32_t k, int32_t kp, ui
 void kiln_s8_fc_dot_avx512vnni(const int8_t *w, const uint8_t *a, int32_t kp, int32_t rows, int32_t *acc);
 void kiln_s8_fc_convert_s8_avx2(const int8_t *x, int32_t k, int32_t kp, uint8_t *a);
 void kiln_s8_fc_dot_avx2(const int8_t *w, const uint8_t *a, int32_t kp, int32_t rows, int32_t *acc);
+void kiln_s8_fc_convert_s8_neondot(const int8_t *x, int32_t k, int32_t kp, uint8_t *a);
+void kiln_s8_fc_dot_neondot(const int8_t *w, const uint8_t *a, int32_t kp, int32_t rows,
+                            int32_t *acc);
+void kiln_s8_fc_convert_s8_neon(const int8_t *x, int32_t k, int32_t kp, uint8_t *a);
+void kiln_s8_fc_dot_neon(const int8_t *w, const uint8_t *a, int32_t kp, int32_t rows, int32_t *acc);
 
 #endif

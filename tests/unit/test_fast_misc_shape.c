@@ -89,6 +89,6 @@ static void run_all(void) {
 
 int main(int argc, char **argv) {
   (void)argc;
-  static const uint32_t variants[] = {KILN_ISA_AVX512, KILN_ISA_AVX2, 0};
+  static const uint32_t variants[] = {KILN_ISA_AVX512, KILN_ISA_AVX2, KILN_ISA_NEON, 0};
   return fx_main(argv, variants, run_all);
 }

@@ -126,7 +126,7 @@ static void test_f32_softmax(void) {
     for (int64_t r = 0; r < outer; r++) {
       const float *x = in + r * depth;
       double max = -INFINITY, sum = 0, total = 0;
-      for (int32_t c = 0; c < depth; c++) max = fmax(max, x[c]);
+      for (int32_t c = 0; c < depth; c++) max = x[c] > max ? x[c] : max;
       for (int32_t c = 0; c < depth; c++) sum += exp(((double)x[c] - max) * beta);
       for (int32_t c = 0; c < depth; c++) {
         const double want = exp(((double)x[c] - max) * beta) / sum;
