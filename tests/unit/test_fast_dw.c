@@ -3,9 +3,11 @@
  * kernels/x86/dw_*): one-op models run through the interpreter with the
  * default kernels at 1, 2 and 3 threads must match the reference kernels
  * (int8 bit for bit, float32 within 1e-5 relative), once per ISA variant
- * (a child process per KILN_ISA_MASK). The sweep covers 3x3 and 5x5 filters,
- * strides 1-3, SAME and VALID padding, channel counts around the vector
- * widths, odd and 1-pixel spatial sizes, batch 2, every fused activation,
+ * (a child process per KILN_ISA_MASK: with and without the VNNI bits, so
+ * that int8 3x3 runs both the dot4 kernels and the others). The sweep
+ * covers 3x3 and 5x5 filters, strides 1-3, SAME and VALID padding, channel
+ * counts around the vector widths, odd and 1-pixel spatial sizes, batch 2,
+ * every fused activation,
  * zero points at their limits, per-axis weight scales from 1e-6 to 1 and
  * saturating outputs; and checks that the cases the fast path does not take
  * (depth multiplier 2, dilation, other filter sizes) still match.
@@ -193,23 +195,26 @@ static void test_requantization(void) {
     }
 }
 
-/* Shapes of MobileNet V2 layers (smaller spatially to keep the test fast). */
+/* Shapes of MobileNet V2 layers (smaller spatially to keep the test fast),
+ * with its small weight scales (int8: the dot4 kernels' fast
+ * requantization), fused RELU6 and no activation. */
 static void test_mobilenet_shapes(void) {
   test_rng rng = {77};
   static const int32_t shapes[][4] = {
       {24, 24, 96, 2}, {19, 19, 144, 1}, {10, 10, 192, 2}, {7, 7, 576, 1}, {5, 5, 960, 1}};
   for (int32_t dt = 0; dt < 2; dt++)
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-      dw_case c = base_case(dt ? KILN_I8 : KILN_F32);
-      c.h = shapes[i][0];
-      c.w = shapes[i][1];
-      c.c = shapes[i][2];
-      c.stride = shapes[i][3];
-      c.act = KILN_ACT_RELU6;
-      c.w_scale_lo = 0.001f;
-      c.w_scale_hi = 0.05f;
-      run_case(&c, &rng);
-    }
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+      for (int32_t relu6 = 0; relu6 < 2; relu6++) {
+        dw_case c = base_case(dt ? KILN_I8 : KILN_F32);
+        c.h = shapes[i][0];
+        c.w = shapes[i][1];
+        c.c = shapes[i][2];
+        c.stride = shapes[i][3];
+        c.act = relu6 ? KILN_ACT_RELU6 : KILN_ACT_NONE;
+        c.w_scale_lo = 0.001f;
+        c.w_scale_hi = 0.05f;
+        run_case(&c, &rng);
+      }
 }
 
 /* What the fast path leaves to the reference kernel. */
@@ -273,6 +278,11 @@ static void run_all(void) {
 
 int main(int argc, char **argv) {
   (void)argc;
-  static const uint32_t variants[] = {KILN_ISA_AVX512, KILN_ISA_AVX2, 0};
+  static const uint32_t variants[] = {KILN_ISA_AVX512 | KILN_ISA_AVX512VNNI,
+                                      KILN_ISA_AVX512,
+                                      KILN_ISA_AVX2 | KILN_ISA_AVXVNNI,
+                                      KILN_ISA_AVX2,
+                                      KILN_ISA_NEON,
+                                      0};
   return fx_main(argv, variants, run_all);
 }
