@@ -24,8 +24,8 @@
 /* Waiting: first spin with the CPU's pause hint (a job usually follows the
  * last within microseconds while an invoke runs ops back to back), then
  * yield a while, then sleep on a condition variable. */
-#define SPIN_PAUSES 20000
-#define SPIN_YIELDS 200
+#define SPIN_PAUSES 2000
+#define SPIN_YIELDS 2000
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
