@@ -16,6 +16,7 @@ static const struct {
     {"convert", cmd_convert, "transform a model (e.g. append SSD post-processing)"},
     {"quantize", cmd_quantize, "quantize a float model to full int8 with calibration images"},
     {"bench", cmd_bench, "measure a model's load time, latency, throughput and memory"},
+    {"data", cmd_data, "check a dataset (VOC, COCO, YOLO, AutoML CSV, IDX, folders) or import it"},
 };
 
 static void usage(FILE *f) {
