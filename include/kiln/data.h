@@ -132,15 +132,15 @@ typedef enum kiln_data_task {
   KILN_TASK_DETECT = 2    /* boxes */
 } kiln_data_task;
 
-/* kiln_box.flags */
+/* kiln_data_box.flags */
 #define KILN_BOX_DIFFICULT 1u /* VOC <difficult>1</difficult> */
 #define KILN_BOX_CROWD 2u     /* COCO "iscrowd": 1 */
 
-typedef struct kiln_box {
+typedef struct kiln_data_box {
   float xmin, ymin, xmax, ymax; /* pixels, see "Coordinates" above */
   int32_t label;                /* index into kiln_dataset.labels */
   uint32_t flags;               /* KILN_BOX_* */
-} kiln_box;
+} kiln_data_box;
 
 typedef struct kiln_data_image {
   char hash[KILN_DATA_HASH_HEX + 1]; /* SHA-256 of the content, see above */
@@ -154,7 +154,7 @@ typedef struct kiln_data_image {
   kiln_split split;
   int32_t label;         /* classification: 0..n_labels-1; detection: -1 */
   int32_t n_boxes;       /* detection; 0 for a background image */
-  kiln_box *boxes;
+  kiln_data_box *boxes;
 } kiln_data_image;
 
 /* What a problem is. The severity of each is fixed (see above and

@@ -476,6 +476,153 @@ kiln_status kiln_fit_classifier(kiln_net *net, int32_t logits_layer, const kiln_
  * max batch. */
 double kiln_evaluate_classifier(kiln_net *net, int32_t logits_layer, const kiln_class_data *data);
 
+/* ==== SSD transfer learning ====
+ * Retrains the box and class predictors of a raw-output SSD (such as the
+ * shared ssd_mobilenet_v2_oidv4_fp16.tflite) for a dataset's classes,
+ * keeping everything before them (backbone and extra feature layers)
+ * frozen, as Coral's "retrain the last layers" does:
+ *
+ *   kiln_ssd_train_options o = kiln_ssd_train_options_default();
+ *   kiln_model *raw;                       // same graph, new predictors
+ *   kiln_ssd_train(base, ds, &o, &raw, &report, &err);
+ *   kiln_detect_config cfg;
+ *   kiln_ssd_detect_config(raw, &cfg, &err);
+ *   kiln_detect_add_postprocess(raw, &cfg, &err);  // Coral-style outputs
+ *   kiln_model_save(raw, "model_float.tflite", &err);
+ *   // int8: kiln_quantizer_create(raw, ...) on training images (kiln/quant.h)
+ *
+ * Each training image (decoded, optionally augmented: left-right flip,
+ * random crop, colour jitter; boxes move with the pixels) is resized to
+ * the model input and run through the frozen body with kiln's interpreter,
+ * which gives the feature maps the predictors read. Without augmentation
+ * these are computed once and cached (as float16); with it, every epoch
+ * sees new ones. New predictors (one kiln_net per feature map, the
+ * original kernel sizes) are trained on them: the box predictors start
+ * from the pretrained ones; the class predictors have K + 1 columns per
+ * anchor (column 0 background, column k + 1 the dataset's label k; sigmoid
+ * scores like the shared SSD), their background column starting from the
+ * pretrained one and the others from zero weights with a bias of
+ * -log(99) (a 1% prior).
+ *
+ * Loss (as the TF Object Detection API's SSD MobileNet V2 configurations
+ * train, with the sigmoid scores and background column the shared model
+ * has): anchors match a box when
+ * their IoU is >= match_iou, and each box also takes its best anchor;
+ * targets use the Faster R-CNN box coder with scales 10, 10, 5, 5 (what
+ * kiln_detect_decode inverts). Sigmoid cross-entropy over all K + 1
+ * columns of the positives and of the hardest negatives (neg_pos_ratio per
+ * positive, at least min_negatives per image), plus box_weight * smooth L1
+ * on the positives' encodings, divided by the positives of the batch. Hard
+ * mining rather than focal loss: the pretrained box predictors and
+ * background column this starts from were trained that way, so their
+ * outputs keep meaning what the loss expects, and TF's 3:1 and 3 per image
+ * need no tuning per dataset (focal loss brings alpha, gamma and a prior to
+ * balance). Crowd and difficult boxes are ignore regions: anchors matching
+ * only them are left out of the loss.
+ *
+ * Determinism: a run depends only on the dataset, the options (seed
+ * included) and the thread count: epoch e's image order and image i's
+ * augmentation in epoch e come from RNGs seeded by (seed, e) and (seed, e,
+ * i), so a resumed run is bit-identical to an uninterrupted one. */
+
+struct kiln_dataset;       /* kiln/data.h */
+struct kiln_detect_config; /* kiln/detect.h */
+
+/* Progress of a run, reported after every step and at the end of every
+ * epoch. */
+typedef struct kiln_ssd_progress {
+  int64_t epoch, epochs;            /* epoch 0-based */
+  int64_t step, steps_per_epoch;    /* steps done in this epoch */
+  int64_t global_step, total_steps; /* steps done in the run */
+  bool epoch_end;                   /* the epoch's summary: means below are over it */
+  double loss, class_loss, box_loss; /* the step's, or the epoch's mean at epoch_end */
+  double positives_per_image;       /* matched anchors */
+  float lr;
+  double images_per_second;         /* over the epoch so far */
+  double elapsed_seconds;           /* since this call started */
+  double eta_seconds;               /* to the end of the run, at the epoch's rate */
+} kiln_ssd_progress;
+
+typedef struct kiln_ssd_train_options {
+  int32_t epochs;
+  int32_t batch;           /* images per step */
+  kiln_optim optim;        /* schedule.total_steps 0: epochs * steps per epoch; clip_norm
+                            * applies to each feature map's predictors separately */
+  float match_iou;         /* anchor-box IoU for a positive */
+  float neg_pos_ratio;     /* hard negatives per positive */
+  int32_t min_negatives;   /* hard negatives per image at least */
+  float box_weight;        /* localization loss weight */
+  bool hflip;              /* mirror with probability 1/2 */
+  float crop_probability;  /* random crop (kiln_aug_random_crop_window, area 0.3..1, aspect
+                            * 0.5..2, boxes under half visible dropped) */
+  float color_jitter;      /* brightness, contrast and saturation amount; 0: off */
+  int32_t threads;         /* interpreter and heads; 0: all cores */
+  uint64_t seed;
+  const char *checkpoint;  /* saved after every epoch and on a stop; NULL: none */
+  bool resume;             /* continue from checkpoint when the file exists */
+  /* Stored in the checkpoint, which is refused on resume when it differs
+   * (besides seed, batch, epochs, classes and training images, which are
+   * always checked): e.g. a hash of the data and settings. */
+  uint64_t checkpoint_key;
+  void (*on_progress)(void *ctx, const kiln_ssd_progress *progress); /* NULL: none */
+  /* Asked after every step; true stops the run after saving the checkpoint
+   * (e.g. on SIGTERM). NULL: never. */
+  bool (*should_stop)(void *ctx);
+  void *ctx;
+} kiln_ssd_train_options;
+
+/* 40 epochs of 16 images, Adam lr 3e-3 with cosine decay to 1e-5 (no
+ * warmup), weight decay 1e-4; match IoU 0.5, 3 negatives per positive, at
+ * least 3 per image, box weight 1; flip, crop probability 0.5, colour
+ * jitter 0.2; all cores, seed 0, no checkpoint. */
+kiln_ssd_train_options kiln_ssd_train_options_default(void);
+
+typedef struct kiln_ssd_train_report {
+  int32_t classes;          /* K, the dataset's labels */
+  int32_t train_images;     /* of the TRAIN split */
+  int32_t anchors;
+  int32_t heads;            /* feature maps */
+  int64_t trainable_params;
+  int64_t epochs_done, steps_done;
+  double final_loss, final_class_loss, final_box_loss; /* the last epoch's means */
+  double seconds;           /* this call, wall clock */
+  double feature_seconds;   /* of it: decoding, augmentation and the frozen body */
+  double images_per_second; /* training images per second over this call */
+  bool resumed;             /* continued from the checkpoint */
+  bool stopped;             /* should_stop ended it early; no model */
+} kiln_ssd_train_report;
+
+/* Trains new predictors for the labels of ds on base, a raw-output SSD
+ * (one float [1,h,w,3] input; outputs box encodings [1,N,4] and class
+ * logits [1,N,C] made by conv predictors on feature maps, reshaped and
+ * concatenated; N must be the standard SSD anchor count for the input
+ * size, kiln_ssd_anchor_config_infer). Trains on ds's TRAIN images (those
+ * without boxes as background-only images); box labels must be below
+ * ds->n_labels. On success *out_raw_float is base's graph with the new
+ * predictors, outputs box encodings [1,N,4] and class logits [1,N,K+1]
+ * under base's names (the caller frees it), unless should_stop ended the
+ * run (then NULL, rep->stopped). rep may be NULL. base need not stay
+ * alive after the call.
+ * @retval KILN_ERR_UNSUPPORTED  base is not a raw-output SSD kiln can
+ *                               retrain (the message names what differs)
+ * @retval KILN_ERR_INVALID_ARG  a detection dataset with labels and
+ *                               training images is needed; bad options;
+ *                               a checkpoint of another run
+ * @retval the image decoder's, interpreter's and checkpoint's errors */
+kiln_status kiln_ssd_train(const kiln_model *base, const struct kiln_dataset *ds,
+                           const kiln_ssd_train_options *opt, kiln_model **out_raw_float,
+                           kiln_ssd_train_report *rep, kiln_error *err);
+
+/* The post-processing for a retrained raw model (kiln_detect_add_postprocess
+ * and kiln_detector): anchors for its N and input size, box coder
+ * 10/10/5/5, sigmoid scores with a background column, score >= 0.05, IoU
+ * 0.6 (TF's SSD settings), NMS per class (TFLite's regular NMS: it keeps a
+ * box's second-best class, worth several points of mAP over the one-class
+ * fast NMS for a freshly trained head), at most 25 detections.
+ * @retval KILN_ERR_UNSUPPORTED  not a raw-output SSD with standard anchors */
+kiln_status kiln_ssd_detect_config(const kiln_model *raw, struct kiln_detect_config *out,
+                                   kiln_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,8 @@ static const struct {
     {"quantize", cmd_quantize, "quantize a float model to full int8 with calibration images"},
     {"bench", cmd_bench, "measure a model's load time, latency, throughput and memory"},
     {"data", cmd_data, "check a dataset (VOC, COCO, YOLO, AutoML CSV, IDX, folders) or import it"},
+    {"train", cmd_train, "train a classifier on labelled images: float and int8 models, report"},
+    {"eval", cmd_eval, "measure a model on a dataset: accuracy and confusion matrix, or COCO mAP"},
 };
 
 static void usage(FILE *f) {

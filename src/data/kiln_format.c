@@ -152,7 +152,7 @@ static void manifest_image(strbuf *b, const kiln_dataset *ds, const kiln_data_im
   }
   sb_add(b, ", \"boxes\": [", 12);
   for (int32_t k = 0; k < im->n_boxes; k++) {
-    const kiln_box *x = &im->boxes[k];
+    const kiln_data_box *x = &im->boxes[k];
     sb_add(b, k ? ", [" : "[", k ? 3 : 1);
     sb_float(b, x->xmin);
     sb_add(b, ", ", 2);

@@ -56,7 +56,7 @@ kiln_status kiln_dataset_summarize(const kiln_dataset *ds, kiln_data_summary *ou
     if (ds->task == KILN_TASK_DETECT && im->n_boxes == 0) out->unannotated++;
     if (im->n_boxes > out->max_boxes_per_image) out->max_boxes_per_image = im->n_boxes;
     for (int32_t k = 0; k < im->n_boxes; k++) {
-      const kiln_box *b = &im->boxes[k];
+      const kiln_data_box *b = &im->boxes[k];
       int32_t l = b->label;
       out->labels[l].boxes++;
       if (!seen[l]) out->labels[l].images[im->split]++;

@@ -381,14 +381,14 @@ static kiln_status build_public(dbuild *db) {
   }
   ds->labels = kiln_calloc((size_t)db->n_labels + 1, sizeof *ds->labels);
   ds->images = kiln_calloc((size_t)n + 1, sizeof *ds->images);
-  kiln_box *boxes = kiln_calloc((size_t)n_boxes + 1, sizeof *boxes);
+  kiln_data_box *boxes = kiln_calloc((size_t)n_boxes + 1, sizeof *boxes);
   if (!ds->labels || !ds->images || !boxes || db_keep(db, boxes) != KILN_OK) {
     kiln_free(boxes);
     return KILN_ERR_NOMEM;
   }
   for (int32_t k = 0; k < db->n_labels; k++) ds->labels[k] = db->label_names[k];
   ds->n_labels = db->n_labels;
-  kiln_box *next = boxes;
+  kiln_data_box *next = boxes;
   for (int32_t i = 0; i < db->n_items; i++) {
     const ditem *it = &db->items[i];
     if (it->skip) continue;
@@ -406,7 +406,7 @@ static kiln_status build_public(dbuild *db) {
     im->boxes = next;
     for (int32_t k = 0; k < im->n_boxes; k++) {
       const dbox *b = &it->boxes[k];
-      next[k] = (kiln_box){b->v[0], b->v[1], b->v[2], b->v[3], b->label, b->flags};
+      next[k] = (kiln_data_box){b->v[0], b->v[1], b->v[2], b->v[3], b->label, b->flags};
     }
     next += im->n_boxes;
   }

@@ -192,7 +192,7 @@ static inline const kiln_data_image *image_named(const kiln_dataset *ds, const c
   return NULL;
 }
 
-static inline bool box_is(const kiln_box *b, float x0, float y0, float x1, float y1, int32_t label, uint32_t flags) {
+static inline bool box_is(const kiln_data_box *b, float x0, float y0, float x1, float y1, int32_t label, uint32_t flags) {
   bool ok = b->xmin == x0 && b->ymin == y0 && b->xmax == x1 && b->ymax == y1 && b->label == label &&
             b->flags == flags;
   if (!ok)
