@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,12 +134,10 @@ void fs_remove_tree(const char *path) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
       if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      size_t len = strlen(path) + strlen(e->d_name) + 2;
-      char *p = kiln_malloc(len);
-      if (!p) continue;
-      snprintf(p, len, "%s/%s", path, e->d_name);
+      /* no allocation: removing must work when memory has run out */
+      char p[PATH_MAX];
+      if ((size_t)snprintf(p, sizeof p, "%s/%s", path, e->d_name) >= sizeof p) continue;
       fs_remove_tree(p);
-      kiln_free(p);
     }
     closedir(d);
   }

@@ -13,7 +13,7 @@
  * Fashion-MNIST images import in a fraction of a second. Sizes are checked
  * against the header before anything is allocated: the declared payload
  * must equal the file's size (raw) or fit what gzip can expand to (at most
- * 1032:1), and rows*cols must be within the pixel limit.
+ * 1032:1), and rows*cols must be at least 1 and within the pixel limit.
  */
 #include <stdio.h>
 #include <string.h>
@@ -121,6 +121,11 @@ static kiln_status idx_read(dbuild *db, const char *rel, int ndims, idx_file *ou
     out->dims[k] = be32(head + 4 + 4 * k);
     payload *= out->dims[k];
     if (payload > IDX_MAX_BYTES) break;
+  }
+  if (ndims == 3 && (out->dims[1] == 0 || out->dims[2] == 0)) {
+    st = db_problem(db, KILN_ISSUE_SYNTAX, "%s: images of %ux%u have no pixels", name, out->dims[1],
+                    out->dims[2]);
+    goto done;
   }
   if (ndims == 3 && (uint64_t)out->dims[1] * out->dims[2] >
                         (db->opt->max_pixels ? db->opt->max_pixels : KILN_IMAGE_DEFAULT_MAX_PIXELS)) {

@@ -23,8 +23,11 @@ static inline int32_t kiln_srdhm(int32_t a, int32_t b) {
   return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
 }
 
-/* x / 2^exponent rounded to nearest, ties away from zero; 0 <= exponent <= 31. */
+/* x / 2^exponent rounded to nearest, ties away from zero; 0 <= exponent.
+ * Past 31 the result is 0 (|x| / 2^32 < 1/2): only a model with an absurd
+ * scale ratio gets there, and it must not reach undefined shifts. */
 static inline int32_t kiln_rounding_divide_by_pot(int32_t x, int exponent) {
+  if (exponent > 31) return 0;
   const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -34,6 +37,7 @@ static inline int32_t kiln_rounding_divide_by_pot(int32_t x, int exponent) {
 /* x * 2^left with two's-complement wrap-around, as TFLite's int32 multiply
  * behaves on every platform it runs on (without C's signed-overflow UB). */
 static inline int32_t kiln_shl_wrap(int32_t x, int left) {
+  if (left > 31) return 0; /* x * 2^32k wraps to 0 */
   return (int32_t)((uint32_t)x << left);
 }
 

@@ -28,6 +28,7 @@ struct kiln_quantizer {
   kiln_interp *interp;
   kiln_tensor_stats *stats; /* [model->n_tensors] */
   int32_t samples;
+  bool observe_nomem;       /* the observer ran out of memory (sticky) */
   bool *float_op;           /* [n_ops]: op stays float */
   char **float_reasons;     /* "op N (NAME): reason" for float ops */
   int32_t n_float_reasons;

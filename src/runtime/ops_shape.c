@@ -302,6 +302,10 @@ static kiln_status reshape_infer(kiln_prepare_ctx *ctx, const kiln_rt_tensor *in
     if (shape[d] < 0)
       return kiln_prepare_fail(ctx, KILN_ERR_FORMAT, "new shape has dimension %d = %d", (int)d,
                                (int)shape[d]);
+    /* as the reader bounds declared shapes (2^40 elements), so a hostile
+     * new shape cannot overflow the products */
+    if (shape[d] != 0 && out_nonzero > (INT64_C(1) << 40) / shape[d])
+      return kiln_prepare_fail(ctx, KILN_ERR_FORMAT, "new shape has too many elements");
     if (shape[d] != 0) out_nonzero *= shape[d];
     out_n *= shape[d];
   }
@@ -730,6 +734,12 @@ static kiln_status prepare_quantize(kiln_node *node, kiln_prepare_ctx *ctx) {
     op->out_zp = out->quant->zero_point[0];
     kiln_quantize_multiplier((double)in->quant->scale[0] / (double)out->quant->scale[0],
                              &op->multiplier, &op->shift);
+    /* A shift past 30 would move the value out of 32 bits (undefined in
+     * TFLite too); no real model has such a scale ratio. */
+    if (op->shift > 30)
+      return kiln_prepare_fail(ctx, KILN_ERR_UNSUPPORTED,
+                               "requantization scale %g / %g of '%s' is too large",
+                               (double)in->quant->scale[0], (double)out->quant->scale[0], in->name);
   }
   node->params = op;
   return kiln_prepare_set_output_shape(ctx, out, in->rank, in->shape);

@@ -393,6 +393,13 @@ static void test_idx(void) {
                     "t10k-labels-idx1-ubyte: label 5 of image 0 is not in labels.txt (3 classes); skipped"));
   CHECK(ds->n_images == 6);
   kiln_dataset_free(ds);
+  /* images of 0 rows (found by fuzz_idx): 4 billion empty images before */
+  unsigned char empty[16] = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5};
+  write_bytes(root, "t10k-images-idx3-ubyte", empty, sizeof empty);
+  ds = import_expect(root, KILN_ERR_FORMAT);
+  CHECK(has_problem(ds, KILN_ISSUE_SYNTAX, "t10k-images-idx3-ubyte: images of 0x5 have no pixels"));
+  kiln_dataset_free(ds);
+  write_bytes(root, "t10k-images-idx3-ubyte", file, sizeof file);
   /* a gzip cut short, and one whose header declares a terabyte */
   char path[4096];
   path_join(path, sizeof path, fixture("idx"), "train-images-idx3-ubyte.gz");
