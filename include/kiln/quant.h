@@ -17,7 +17,7 @@
  * between the float histogram and its 8-bit quantization). Weights are
  * symmetric int8 per output channel (or per tensor), biases int32 with
  * scale input_scale * weight_scale, activations asymmetric int8. LOGISTIC,
- * SOFTMAX and TANH outputs get the spec's fixed parameters; ops that only
+ * SOFTMAX, TANH and L2_NORMALIZATION outputs get the spec's fixed parameters; ops that only
  * move data (RESHAPE, SQUEEZE, PAD, pooling, RESIZE, CONCATENATION) share
  * one set of parameters between inputs and output, chosen from the union of
  * their ranges. TFLite_Detection_PostProcess stays float, fed through

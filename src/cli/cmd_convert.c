@@ -1,16 +1,19 @@
-/* kiln convert MODEL --out OUT.tflite [--add-postprocess ssd]: writes the
- * model through kiln's writer after its load-time passes, optionally with
- * SSD post-processing appended. */
+/* kiln convert MODEL --out OUT.tflite [--add-postprocess ssd |
+ * --embedding-extractor]: writes the model through kiln's writer after its
+ * load-time passes, optionally with SSD post-processing appended, or the
+ * embedding extractor made from it (kiln/ondevice.h). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "kiln/detect.h"
 #include "kiln/model.h"
+#include "kiln/ondevice.h"
 
 static const char *help =
     "usage: kiln convert MODEL --out OUT.tflite [--add-postprocess ssd]\n"
-    "                    [--threshold T] [--iou T] [--max N] [--regular-nms]\n\n"
+    "                    [--threshold T] [--iou T] [--max N] [--regular-nms]\n"
+    "       kiln convert MODEL --out OUT.tflite --embedding-extractor [--feature-tensor NAME]\n\n"
     "Reads MODEL, applies kiln's load-time passes (fp16 weights become float32, constant\n"
     "reshapes fold, dead ops go) and writes OUT.tflite, which LiteRT and kiln both run.\n\n"
     "  --add-postprocess ssd  append LOGISTIC + TFLite_Detection_PostProcess to a raw-output\n"
@@ -20,14 +23,21 @@ static const char *help =
     "  --threshold T          NMS score threshold (default 0.5)\n"
     "  --iou T                NMS IoU threshold (default 0.4)\n"
     "  --max N                maximum detections (default 20)\n"
-    "  --regular-nms          per-class NMS instead of the fast class-agnostic one\n";
+    "  --regular-nms          per-class NMS instead of the fast class-agnostic one\n"
+    "  --embedding-extractor  write the float embedding extractor 'kiln imprint' and\n"
+    "                         'kiln retrain-last' learn on: MODEL (a classifier or backbone,\n"
+    "                         float or quantized) cut at a feature map, averaged over height\n"
+    "                         and width, L2_NORMALIZATION; 'kiln quantize' makes it int8\n"
+    "  --feature-tensor NAME  the feature map to cut at (default: the input of MODEL's last\n"
+    "                         global pooling; for the shared SSD name its backbone's last map,\n"
+    "                         FeatureExtractor/MobilenetV2/Conv_1/Relu6)\n";
 
 int cmd_convert(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "convert"};
-  const char *in_path = NULL, *out_path = NULL, *post = NULL, *v;
+  const char *in_path = NULL, *out_path = NULL, *post = NULL, *feature = NULL, *v;
   float threshold = 0.5f, iou = 0.4f;
   int64_t max = 20;
-  bool regular = false, bad = false;
+  bool regular = false, extractor = false, bad = false;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
       fputs(help, stdout);
@@ -45,6 +55,10 @@ int cmd_convert(int argc, char **argv) {
       if (!bad && !cli_parse_int("convert", "--max", v, 1, 1000, &max)) return CLI_USAGE;
     } else if (cli_flag(&a, "--regular-nms")) {
       regular = true;
+    } else if (cli_flag(&a, "--embedding-extractor")) {
+      extractor = true;
+    } else if (cli_flag_value(&a, "--feature-tensor", &v, &bad)) {
+      feature = v;
     } else if (argv[a.i][0] == '-') {
       return cli_usage_error("convert", "unknown option '%s'", argv[a.i]);
     } else if (!in_path) {
@@ -60,10 +74,16 @@ int cmd_convert(int argc, char **argv) {
     return cli_usage_error("convert", "--add-postprocess knows 'ssd', not '%s'", post);
   if (threshold < 0.0f || threshold > 1.0f) return cli_usage_error("convert", "--threshold must be in [0, 1]");
   if (!(iou > 0.0f && iou <= 1.0f)) return cli_usage_error("convert", "--iou must be in (0, 1]");
+  if (extractor && post)
+    return cli_usage_error("convert", "--embedding-extractor and --add-postprocess exclude each other");
+  if (feature && !extractor)
+    return cli_usage_error("convert", "--feature-tensor goes with --embedding-extractor");
 
   kiln_error err;
   kiln_model *m;
-  if (kiln_model_load(in_path, &m, &err) != KILN_OK) return cli_error("convert", &err);
+  if (extractor ? kiln_ondevice_make_extractor(in_path, feature, &m, &err) != KILN_OK
+                : kiln_model_load(in_path, &m, &err) != KILN_OK)
+    return cli_error("convert", &err);
   int rc = CLI_OK;
   if (post) {
     kiln_detect_config cfg = kiln_detect_config_default300();

@@ -332,6 +332,9 @@ static bool read_options(reader *rd, const fb_table *opt, kiln_op_options *o) {
     case KILN_OPTS_MUL:
       U8(MUL_ACTIVATION, o->activation, 0);
       break;
+    case KILN_OPTS_L2NORM:
+      U8(L2NORM_ACTIVATION, o->activation, 0);
+      break;
     case KILN_OPTS_RESIZE_BILINEAR:
       BOOL(RESIZE_BILINEAR_ALIGN_CORNERS, o->align_corners, false);
       BOOL(RESIZE_BILINEAR_HALF_PIXEL, o->half_pixel_centers, false);

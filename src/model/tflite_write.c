@@ -169,6 +169,9 @@ static int option_fields(const kiln_op_options *o, fb_field *f, int *vec_field) 
     case KILN_OPTS_MUL:
       S(MUL_ACTIVATION, 1, o->activation);
       break;
+    case KILN_OPTS_L2NORM:
+      S(L2NORM_ACTIVATION, 1, o->activation);
+      break;
     case KILN_OPTS_RESIZE_BILINEAR:
       S(RESIZE_BILINEAR_ALIGN_CORNERS, 1, o->align_corners);
       S(RESIZE_BILINEAR_HALF_PIXEL, 1, o->half_pixel_centers);

@@ -32,7 +32,7 @@ bool kiln_quant_op_supported(const kiln_op *op, const char **why) {
     case KILN_OP_PADV2: case KILN_OP_RESIZE_BILINEAR: case KILN_OP_RESIZE_NEAREST_NEIGHBOR:
     case KILN_OP_SOFTMAX: case KILN_OP_LOGISTIC: case KILN_OP_TANH: case KILN_OP_RELU:
     case KILN_OP_RELU6: case KILN_OP_RELU_N1_TO_1: case KILN_OP_LEAKY_RELU: case KILN_OP_PRELU:
-    case KILN_OP_HARD_SWISH:
+    case KILN_OP_HARD_SWISH: case KILN_OP_L2_NORMALIZATION:
       return true;
     case KILN_OP_CUSTOM:
       if (op->custom_code && strcmp(op->custom_code, "TFLite_Detection_PostProcess") == 0) {
@@ -60,11 +60,12 @@ static void observe(void *ctx, kiln_interp *it, int32_t op_index) {
     kiln_tensor_stats *s = &q->stats[t];
     if (!s->tracked) continue;
     kiln_tensor_view v = kiln_interp_tensor(it, t);
-    /* Errors (non-finite values, no memory) surface in add_* via `seen`;
-     * the observer cannot fail the invoke. */
+    /* The observer cannot fail the invoke: a tensor that went untracked
+     * (non-finite values) or observe_nomem surfaces in run_sample. */
     kiln_error ignored;
-    if (kiln_stats_add(s, v.data, (int64_t)(v.bytes / sizeof(float)), &ignored) != KILN_OK)
-      s->tracked = false;
+    kiln_status st = kiln_stats_add(s, v.data, (int64_t)(v.bytes / sizeof(float)), &ignored);
+    if (st != KILN_OK) s->tracked = false;
+    if (st == KILN_ERR_NOMEM) q->observe_nomem = true;
   }
 }
 
@@ -158,6 +159,8 @@ static kiln_status run_sample(kiln_quantizer *q, kiln_error *err) {
   }
   kiln_status s = kiln_interp_invoke(q->interp, err);
   if (s != KILN_OK) return s;
+  if (q->observe_nomem)
+    return kiln_fail(err, KILN_ERR_NOMEM, "out of memory for calibration histograms");
   for (int32_t i = 0; i < m->n_ops; i++)
     for (int32_t k = 0; k < m->ops[i].n_outputs; k++) {
       int32_t t = m->ops[i].outputs[k];

@@ -3,8 +3,8 @@
  *
  * 1. Ranges: every tracked activation gets its method's range; ops that
  *    only move data tie their inputs and output into one group (union-
- *    find) that shares the union of the members' ranges; LOGISTIC, SOFTMAX
- *    and TANH outputs have the spec's fixed parameters.
+ *    find) that shares the union of the members' ranges; LOGISTIC, SOFTMAX,
+ *    TANH and L2_NORMALIZATION outputs have the spec's fixed parameters.
  * 2. Graph: ops are emitted in order. An int8 op gets int8 versions of its
  *    inputs (weights symmetric per channel, biases int32 at input_scale *
  *    weight_scale, other constants per tensor); an op that stays float gets
@@ -71,7 +71,7 @@ static int32_t shared_inputs(const kiln_op *op) {
 static bool fixed_output(int32_t code, float *scale, int32_t *zp) {
   switch (code) {
     case KILN_OP_LOGISTIC: case KILN_OP_SOFTMAX: *scale = 1.0f / 256.0f; *zp = -128; return true;
-    case KILN_OP_TANH: *scale = 1.0f / 128.0f; *zp = 0; return true;
+    case KILN_OP_TANH: case KILN_OP_L2_NORMALIZATION: *scale = 1.0f / 128.0f; *zp = 0; return true;
     default: return false;
   }
 }

@@ -1,8 +1,8 @@
 /*
  * Operator implementations: elementwise family (see runtime/op.h): ADD,
  * SUB, MUL (fused activation, broadcasting up to rank 6), PRELU, RELU,
- * RELU6, RELU_N1_TO_1, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH and SOFTMAX,
- * for float32, int8 and uint8.
+ * RELU6, RELU_N1_TO_1, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, SOFTMAX and
+ * L2_NORMALIZATION, for float32, int8 and uint8.
  *
  * Prepare follows the Prepare functions of TFLite's add.cc, sub.cc, mul.cc
  * and activations.cc as registered by BuiltinRefOpResolver: it checks that
@@ -652,6 +652,59 @@ static void eval_softmax(const kiln_node *node, const kiln_eval_ctx *ctx) {
   }
 }
 
+/* ---- L2_NORMALIZATION (TFLite l2norm.cc Prepare) ---- */
+
+typedef struct l2norm_op {
+  int64_t outer;
+  int32_t depth;
+} l2norm_op;
+
+static kiln_status prepare_l2norm(kiln_node *node, kiln_prepare_ctx *ctx) {
+  kiln_status s = check_arity(node, ctx, 1);
+  if (s != KILN_OK) return s;
+  if ((s = check_types(node, ctx, 1)) != KILN_OK) return s;
+  const kiln_rt_tensor *in = node->inputs[0], *out = node->outputs[0];
+  if (in->rank < 1 || in->rank > 4)
+    return kiln_prepare_fail(ctx, KILN_ERR_UNSUPPORTED, "input '%s' has rank %d; supported: 1 to 4",
+                             in->name, (int)in->rank);
+  if (node->op->options.activation != KILN_ACT_NONE)
+    return kiln_prepare_fail(ctx, KILN_ERR_UNSUPPORTED, "fused activation %d (TFLite allows none)",
+                             (int)node->op->options.activation);
+  if ((s = set_same_shape(ctx, in, node->outputs[0])) != KILN_OK) return s;
+  l2norm_op *p = kiln_prepare_alloc(ctx, sizeof *p);
+  if (!p) return kiln_prepare_nomem(ctx);
+  p->depth = in->shape[in->rank - 1];
+  p->outer = 1;
+  for (int32_t i = 0; i + 1 < in->rank; i++) p->outer *= in->shape[i];
+  if (is_quantized(in->dtype)) {
+    const int32_t want_zp = in->dtype == KILN_I8 ? 0 : 128;
+    if (scale_of(out) != 1.0f / 128.0f || zero_point_of(out) != want_zp)
+      return kiln_prepare_fail(ctx, KILN_ERR_UNSUPPORTED,
+                               "%s output '%s' must have scale 1/128 and zero point %d, has %g and %d",
+                               kiln_dtype_name(in->dtype), out->name, (int)want_zp,
+                               (double)scale_of(out), (int)zero_point_of(out));
+    /* 255^2 per element: beyond this depth TFLite's int32 sum could wrap. */
+    if (p->depth > INT32_MAX / (255 * 255))
+      return kiln_prepare_fail(ctx, KILN_ERR_UNSUPPORTED, "depth %d is too large for the int32 sum",
+                               (int)p->depth);
+  }
+  node->params = p;
+  return KILN_OK;
+}
+
+static void eval_l2norm(const kiln_node *node, const kiln_eval_ctx *ctx) {
+  (void)ctx;
+  const l2norm_op *p = node->params;
+  const void *in = node->inputs[0]->data;
+  void *out = node->outputs[0]->data;
+  const int32_t zp = is_quantized(node->inputs[0]->dtype) ? zero_point_of(node->inputs[0]) : 0;
+  switch (node->inputs[0]->dtype) {
+    case KILN_F32: kiln_f32_l2norm_ref(p->outer, p->depth, in, out); break;
+    case KILN_I8: kiln_s8_l2norm_ref(p->outer, p->depth, in, out, zp); break;
+    default: kiln_u8_l2norm_ref(p->outer, p->depth, in, out, zp); break;
+  }
+}
+
 const kiln_op_reg kiln_ops_elementwise[] = {
     {KILN_OP_ADD, NULL, {prepare_add, eval_add}},
     {KILN_OP_SUB, NULL, {prepare_sub, eval_sub}},
@@ -665,5 +718,6 @@ const kiln_op_reg kiln_ops_elementwise[] = {
     {KILN_OP_LOGISTIC, NULL, {prepare_logistic, eval_logistic}},
     {KILN_OP_TANH, NULL, {prepare_tanh, eval_tanh}},
     {KILN_OP_SOFTMAX, NULL, {prepare_softmax, eval_softmax}},
+    {KILN_OP_L2_NORMALIZATION, NULL, {prepare_l2norm, eval_l2norm}},
     {-1, NULL, {NULL, NULL}},
 };

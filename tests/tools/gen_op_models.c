@@ -471,6 +471,30 @@ static void gen_unary(gen *g, const char *name, int32_t code, kiln_dtype in_dt, 
   finish(g, name, out, kind_of(out_dt == KILN_F32 && in_dt == KILN_F32 ? KILN_F32 : KILN_I8));
 }
 
+/* L2_NORMALIZATION along the last axis; depths 2 and 1 give small sums of
+ * squares (with depth 1, 0 and 1 too: the inverse square root's special
+ * cases and its largest left shifts), 1280 a MobileNet embedding. */
+static void gen_l2norm_cases(gen *g) {
+  static const int32_t shapes[4][4] = {{1, 3, 5, 11}, {1, 8, 6, 2}, {3, 7, 1, 0}, {2, 1280, 0, 0}};
+  static const int ranks[4] = {4, 4, 3, 2};
+  const kiln_dtype dts[3] = {KILN_I8, KILN_U8, KILN_F32};
+  kiln_op_options o = {.type = KILN_OPTS_L2NORM, .new_shape_count = -1};
+  char name[128];
+  for (int d = 0; d < 3; d++)
+    for (int k = 0; k < 4; k++) {
+      kiln_dtype dt = dts[d];
+      begin(g);
+      float si = dt == KILN_F32 ? 0 : log_uniform(g, 0.001f, 0.5f);
+      int32_t in = input(g, "input", dt, ranks[k], shapes[k], si, pick_zp(g, dt));
+      int32_t out = tensor(g, "output", dt, ranks[k], shapes[k], 1.0f / 128.0f,
+                           dt == KILN_U8 ? 128 : 0, NULL);
+      op(g, KILN_OP_L2_NORMALIZATION, &in, 1, out, &o);
+      /* depth 1: every output is +-1, saturated, so few distinct values */
+      snprintf(name, sizeof name, "l2norm_%s_%d%s", dt_tag(dt), k, k == 2 ? "_sat" : "");
+      finish(g, name, out, kind_of(dt));
+    }
+}
+
 static void gen_activation_cases(gen *g) {
   const kiln_dtype dts[3] = {KILN_I8, KILN_U8, KILN_F32};
   char name[128];
@@ -766,6 +790,7 @@ int main(int argc, char **argv) {
   gen_transpose_conv_cases(&g);
   gen_binary_cases(&g);
   gen_activation_cases(&g);
+  gen_l2norm_cases(&g);
   gen_prelu_cases(&g);
   gen_pool_cases(&g);
   gen_mean_cases(&g);

@@ -236,4 +236,25 @@ void kiln_s8_softmax_ref(int64_t outer, int32_t depth, const int8_t *in, int8_t 
 void kiln_u8_softmax_ref(int64_t outer, int32_t depth, const uint8_t *in, uint8_t *out,
                          const kiln_softmax_q *p);
 
+/* ---- L2_NORMALIZATION along the last axis (l2norm_ref.c) ----
+ * in, out: outer * depth elements; each run of depth is divided by its L2
+ * norm. Float: x / max(sqrt(sum x^2), 1e-6), summed in order in float.
+ * Quantized: the sum of squared differences to the input zero point (int32,
+ * wrapping like TFLite's; the op refuses depths where it could wrap), its
+ * inverse square root as a fixed-point multiplier
+ * (kiln_inv_sqrt_multiplier), each difference rescaled by it. The output
+ * has scale 1/128 and zero point 0 (int8) or 128 (uint8), whatever the
+ * input's. */
+
+/* TFLite GetInvSqrtQuantizedMultiplierExp(input, reverse_shift = -1): a
+ * multiplier and a shift <= 0 with 1/sqrt(input) ~ multiplier * 2^(shift -
+ * 31); input <= 1 gives INT32_MAX and 0. input >= 0. */
+void kiln_inv_sqrt_multiplier(int32_t input, int32_t *multiplier, int *shift);
+
+void kiln_f32_l2norm_ref(int64_t outer, int32_t depth, const float *in, float *out);
+void kiln_s8_l2norm_ref(int64_t outer, int32_t depth, const int8_t *in, int8_t *out,
+                        int32_t in_zero_point);
+void kiln_u8_l2norm_ref(int64_t outer, int32_t depth, const uint8_t *in, uint8_t *out,
+                        int32_t in_zero_point);
+
 #endif
