@@ -1,6 +1,7 @@
-/* kiln bench MODEL [--threads N] [--warmup W] [--iters I] [--json] [--profile]
- * [--ref]: how fast kiln opens and runs a model on this machine. Times the
- * model load and interpreter create separately, the first invoke, then I
+/* kiln bench MODEL|BUNDLE [--model-index I] [--threads N] [--warmup W] [--iters I]
+ * [--json] [--profile] [--ref]: how fast kiln opens and runs a model on this
+ * machine. Times the model load and interpreter create separately (a bundle's
+ * open as one), the first invoke, then I
  * timed invokes after W warm-ups on deterministic pseudo-random inputs, and
  * reports latency statistics, multiply-accumulates per second, peak RSS, the
  * planned memory and (--profile) the mean time per op type and the slowest
@@ -14,11 +15,13 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "kiln/bundle.h"
 #include "kiln/interp.h"
 #include "kiln/model.h"
 
 static const char *help =
-    "usage: kiln bench MODEL [--threads N] [--warmup W] [--iters I] [--json] [--profile] [--ref]\n\n"
+    "usage: kiln bench MODEL|BUNDLE [--model-index I] [--threads N] [--warmup W] [--iters I]\n"
+    "                  [--json] [--profile] [--ref]\n\n"
     "Measures MODEL on this machine: open-to-ready time (model load and interpreter create,\n"
     "each timed), the first invoke, then the latency of I invokes after W warm-ups (min,\n"
     "median, p90, max, mean), on inputs filled with fixed pseudo-random data of each input's\n"
@@ -26,7 +29,10 @@ static const char *help =
     "0). Also reports the model's multiply-accumulates (CONV_2D, DEPTHWISE_CONV_2D,\n"
     "FULLY_CONNECTED, TRANSPOSE_CONV) and the rate reached at the median, peak RSS\n"
     "(VmHWM, else getrusage's ru_maxrss) before and after loading, and the planned arena, scratch and prepared\n"
-    "parameter bytes.\n\n"
+    "parameter bytes. A CPU bundle (kiln compile --target cpu) is opened with kiln_bundle_open:\n"
+    "open-to-ready is then the whole open (map, check, parse, prepare from the stored packed\n"
+    "weights and memory plan), reported as load_ms with create_ms 0.\n\n"
+    "  --model-index I  which model of a bundle to measure (default 0)\n"
     "  --threads N   worker threads (default: all cores)\n"
     "  --warmup W    untimed invokes after the first one (default 5)\n"
     "  --iters I     timed invokes (default 50)\n"
@@ -34,7 +40,7 @@ static const char *help =
     "  --profile     also time every op of the timed invokes; print the mean ms per invoke\n"
     "                by op type and the slowest ops with their shapes\n"
     "  --ref         use the reference kernels only (as KILN_KERNELS=ref)\n\n"
-    "JSON fields: model, kernels (\"optimized\" or \"ref\"), isa, cpus, threads, warmup, iters,\n"
+    "JSON fields: model, bundle (true for a bundle), model_index, kernels (\"optimized\" or \"ref\"), isa, cpus, threads, warmup, iters,\n"
     "load_ms, create_ms, open_to_ready_ms, first_invoke_ms, latency_ms {min, median, p90,\n"
     "max, mean}, fps (at the median), macs, gmacs_per_s, rss_before_load_bytes,\n"
     "peak_rss_bytes, arena_bytes, scratch_bytes, prepared_params_bytes, and with --profile\n"
@@ -45,6 +51,7 @@ static const char *help =
 
 typedef struct bench_opts {
   const char *path;
+  int64_t model_index; /* -1: not given */
   kiln_interp_options interp;
   int64_t warmup, iters;
   bool json;
@@ -55,6 +62,7 @@ typedef struct latency_stats {
 } latency_stats;
 
 typedef struct bench_result {
+  bool bundle; /* opened from a bundle: load_ms is its whole open */
   double load_ms, create_ms, first_invoke_ms;
   latency_stats latency;
   int64_t macs;
@@ -208,31 +216,56 @@ fail:
   return cli_error("bench", &err);
 }
 
-static int run_bench(const bench_opts *o, kiln_model **m, kiln_interp **it, bench_result *r) {
+/* Opens a bundle's model o->model_index (timed as load_ms). */
+static int open_bundle(const bench_opts *o, kiln_bundle **bundle, const kiln_model **m, kiln_interp **it,
+                       bench_result *r) {
   kiln_error err;
-  r->rss_before_kb = peak_rss_kb();
   double t0 = now_ms();
-  if (kiln_model_load(o->path, m, &err) != KILN_OK) return cli_error("bench", &err);
+  if (kiln_bundle_open(o->path, &o->interp, bundle, &err) != KILN_OK) return cli_error("bench", &err);
+  r->load_ms = now_ms() - t0;
+  const int64_t i = o->model_index < 0 ? 0 : o->model_index;
+  if (i >= kiln_bundle_model_count(*bundle))
+    return cli_usage_error("bench", "--model-index %lld: %s holds %d models", (long long)i, o->path,
+                           (int)kiln_bundle_model_count(*bundle));
+  *m = kiln_bundle_model(*bundle, (int32_t)i);
+  *it = kiln_bundle_interp(*bundle, (int32_t)i);
+  return CLI_OK;
+}
+
+/* Opens o->path, a .tflite (into *model and *interp) or a bundle (*bundle);
+ * *m and *it are the model and interpreter to measure. */
+static int open_timed(const bench_opts *o, kiln_model **model, kiln_interp **interp, kiln_bundle **bundle,
+                      const kiln_model **m, kiln_interp **it, bench_result *r) {
+  if (kiln_bundle_detect(o->path)) return open_bundle(o, bundle, m, it, r);
+  if (o->model_index >= 0) return cli_usage_error("bench", "--model-index needs a bundle");
+  kiln_error err;
+  double t0 = now_ms();
+  if (kiln_model_load(o->path, model, &err) != KILN_OK) return cli_error("bench", &err);
   double t1 = now_ms();
-  if (kiln_interp_create(*m, &o->interp, it, &err) != KILN_OK) {
+  if (kiln_interp_create(*model, &o->interp, interp, &err) != KILN_OK) {
     kiln_error_prefix(&err, "%s", o->path);
     return cli_error("bench", &err);
   }
-  double t2 = now_ms();
   r->load_ms = t1 - t0;
-  r->create_ms = t2 - t1;
-  r->mem = kiln_interp_memory(*it);
-  for (int32_t i = 0; i < (*m)->n_ops; i++) r->macs += op_macs(*m, &(*m)->ops[i]);
-  if (o->interp.profile && !(r->op_ms = calloc((size_t)(*m)->n_ops + 1, sizeof *r->op_ms))) {
+  r->create_ms = now_ms() - t1;
+  *m = *model;
+  *it = *interp;
+  return CLI_OK;
+}
+
+static int run_bench(const bench_opts *o, const kiln_model *m, kiln_interp *it, bench_result *r) {
+  r->mem = kiln_interp_memory(it);
+  for (int32_t i = 0; i < m->n_ops; i++) r->macs += op_macs(m, &m->ops[i]);
+  if (o->interp.profile && !(r->op_ms = calloc((size_t)m->n_ops + 1, sizeof *r->op_ms))) {
     fprintf(stderr, "kiln bench: out of memory\n");
     return CLI_FAIL;
   }
   uint64_t state = 20240917;
-  for (int32_t i = 0; i < kiln_interp_input_count(*it); i++) {
-    kiln_tensor_view v = kiln_interp_input(*it, i);
+  for (int32_t i = 0; i < kiln_interp_input_count(it); i++) {
+    kiln_tensor_view v = kiln_interp_input(it, i);
     fill_input(&v, &state);
   }
-  int rc = measure(*it, *m, o, r);
+  int rc = measure(it, m, o, r);
   r->peak_rss_kb = peak_rss_kb();
   return rc;
 }
@@ -308,6 +341,8 @@ static void print_json(const bench_opts *o, const kiln_model *m, const bench_res
   const latency_stats *l = &r->latency;
   json_t *root = json_object();
   json_object_set_new(root, "model", json_string(o->path));
+  json_object_set_new(root, "bundle", json_boolean(r->bundle));
+  json_object_set_new(root, "model_index", json_integer(o->model_index < 0 ? 0 : o->model_index));
   json_object_set_new(root, "kernels", json_string(o->interp.force_ref ? "ref" : "optimized"));
   json_object_set_new(root, "isa", json_string(isa));
   json_object_set_new(root, "cpus", json_integer(kiln_system_cpus()));
@@ -360,11 +395,16 @@ static void print_profile(const kiln_model *m, const bench_result *r, int64_t it
 static void print_text(const bench_opts *o, const kiln_model *m, const bench_result *r, const char *isa,
                        int32_t threads, type_total *totals, int32_t *order) {
   const latency_stats *l = &r->latency;
-  printf("model: %s\n", o->path);
+  printf("model: %s", o->path);
+  if (r->bundle) printf(" (bundle, model %lld)", (long long)(o->model_index < 0 ? 0 : o->model_index));
+  printf("\n");
   printf("kernels: %s (cpu: %s), %d thread%s of %d cpus\n", o->interp.force_ref ? "ref" : "optimized", isa,
          (int)threads, threads == 1 ? "" : "s", (int)kiln_system_cpus());
-  printf("open to ready: %.3f ms (load %.3f ms, create %.3f ms)\n", r->load_ms + r->create_ms, r->load_ms,
-         r->create_ms);
+  if (r->bundle)
+    printf("open to ready: %.3f ms (bundle open)\n", r->load_ms);
+  else
+    printf("open to ready: %.3f ms (load %.3f ms, create %.3f ms)\n", r->load_ms + r->create_ms, r->load_ms,
+           r->create_ms);
   printf("first invoke: %.3f ms\n", r->first_invoke_ms);
   printf("latency over %lld invokes after %lld warm-ups: min %.3f  median %.3f  p90 %.3f  max %.3f  mean %.3f ms\n",
          (long long)o->iters, (long long)o->warmup, l->min, l->median, l->p90, l->max, l->mean);
@@ -387,7 +427,10 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
       *done = true;
       return CLI_OK;
     }
-    if (cli_flag_value(&a, "--threads", &v, &bad)) {
+    if (cli_flag_value(&a, "--model-index", &v, &bad)) {
+      if (bad || !cli_parse_int("bench", "--model-index", v, 0, KILN_BUNDLE_MAX_MODELS - 1, &o->model_index))
+        return CLI_USAGE;
+    } else if (cli_flag_value(&a, "--threads", &v, &bad)) {
       if (bad || !cli_parse_int("bench", "--threads", v, 1, 1024, &n)) return CLI_USAGE;
       o->interp.n_threads = (int32_t)n;
     } else if (cli_flag_value(&a, "--warmup", &v, &bad)) {
@@ -413,19 +456,25 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
 }
 
 int cmd_bench(int argc, char **argv) {
-  bench_opts o = {.warmup = 5, .iters = 50};
+  bench_opts o = {.warmup = 5, .iters = 50, .model_index = -1};
   bool done = false;
   int rc = parse(argc, argv, &o, &done);
   if (rc != CLI_OK || done) return rc;
   const char *kernels = getenv("KILN_KERNELS");
   if (kernels && strcmp(kernels, "ref") == 0) o.interp.force_ref = true;
 
-  kiln_model *m = NULL;
+  kiln_model *model = NULL;
+  kiln_interp *interp = NULL;
+  kiln_bundle *bundle = NULL;
+  const kiln_model *m = NULL;
   kiln_interp *it = NULL;
   bench_result r = {0};
   type_total *totals = NULL;
   int32_t *order = NULL;
-  rc = run_bench(&o, &m, &it, &r);
+  r.rss_before_kb = peak_rss_kb();
+  rc = open_timed(&o, &model, &interp, &bundle, &m, &it, &r);
+  r.bundle = bundle != NULL;
+  if (rc == CLI_OK) rc = run_bench(&o, m, it, &r);
   if (rc == CLI_OK && r.op_ms &&
       (!(totals = calloc((size_t)m->n_ops + 1, sizeof *totals)) || !(order = calloc((size_t)m->n_ops + 1, sizeof *order)))) {
     fprintf(stderr, "kiln bench: out of memory\n");
@@ -443,7 +492,8 @@ int cmd_bench(int argc, char **argv) {
   free(order);
   free(totals);
   free(r.op_ms);
-  kiln_interp_free(it);
-  kiln_model_free(m);
+  kiln_interp_free(interp);
+  kiln_model_free(model);
+  kiln_bundle_free(bundle);
   return rc;
 }

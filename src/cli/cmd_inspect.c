@@ -1,19 +1,24 @@
-/* kiln inspect MODEL [--json]: inputs, outputs, ops by type, parameters and
- * the planned activation arena. */
+/* kiln inspect MODEL|BUNDLE [--json]: inputs, outputs, ops by type,
+ * parameters and the planned activation arena; for a CPU bundle, what it
+ * holds and whether this CPU can run it. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "kiln/bundle.h"
 #include "kiln/interp.h"
 #include "kiln/model.h"
 
 static const char *help =
-    "usage: kiln inspect MODEL [--json]\n\n"
+    "usage: kiln inspect MODEL|BUNDLE [--json]\n\n"
     "Shows a .tflite model's inputs and outputs (name, dtype, shape, quantization), its ops by\n"
     "type, its parameter count and bytes, and the activation arena kiln plans for it. If kiln\n"
-    "cannot run the model, says why.\n\n"
+    "cannot run the model, says why. For a CPU bundle (kiln compile --target cpu): the\n"
+    "instruction set it was packed for and whether this CPU can run it, and per model its\n"
+    "inputs and outputs, ops, stored model and packed weight bytes, own arena and scratch,\n"
+    "then the one arena the models share and the bytes that saves.\n\n"
     "  --json   print one JSON object instead of text\n";
 
 typedef struct op_count {
@@ -73,6 +78,80 @@ static void print_tensor(const kiln_tensor *t, int index) {
   printf("\n");
 }
 
+static json_t *bundle_json(const char *path, const kiln_bundle *b, const kiln_bundle_info *info,
+                           const kiln_error *run_err) {
+  json_t *models = json_array();
+  for (int32_t i = 0; i < info->n_models; i++) {
+    const kiln_bundle_model_info *mi = &info->models[i];
+    const kiln_model *m = kiln_bundle_model(b, i);
+    json_t *ins = json_array(), *outs = json_array();
+    for (int32_t k = 0; k < m->n_inputs; k++) json_array_append_new(ins, tensor_json(&m->tensors[m->inputs[k]]));
+    for (int32_t k = 0; k < m->n_outputs; k++) json_array_append_new(outs, tensor_json(&m->tensors[m->outputs[k]]));
+    json_array_append_new(models, json_pack("{s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I}", "name", mi->name,
+                                            "inputs", ins, "outputs", outs, "op_count", (int)mi->n_ops,
+                                            "model_bytes", (json_int_t)mi->model_bytes, "packed_bytes",
+                                            (json_int_t)mi->packed_bytes, "prepared_params_bytes",
+                                            (json_int_t)mi->params_bytes, "arena_bytes", (json_int_t)mi->arena_bytes,
+                                            "scratch_bytes", (json_int_t)mi->scratch_bytes));
+  }
+  json_t *root = json_pack("{s:s, s:I, s:s, s:b}", "bundle", path, "file_bytes", (json_int_t)info->file_bytes,
+                           "isa", info->isa_name, "runnable", run_err == NULL);
+  if (run_err) json_object_set_new(root, "not_runnable_reason", json_string(run_err->msg));
+  json_object_set_new(root, "models", models);
+  json_object_set_new(root, "shared_arena_bytes", json_integer((json_int_t)info->shared_arena_bytes));
+  json_object_set_new(root, "separate_arena_bytes", json_integer((json_int_t)info->sum_arena_bytes));
+  json_object_set_new(root, "saved_bytes", json_integer((json_int_t)info->saved_bytes));
+  return root;
+}
+
+static void print_bundle(const char *path, const kiln_bundle *b, const kiln_bundle_info *info,
+                         const kiln_error *run_err) {
+  printf("bundle: %s (%zu bytes), weights packed for %s kernels\n", path, info->file_bytes, info->isa_name);
+  printf("this CPU: %s%s\n", run_err ? "cannot run it: " : "ready", run_err ? run_err->msg : "");
+  printf("models: %d\n", (int)info->n_models);
+  for (int32_t i = 0; i < info->n_models; i++) {
+    const kiln_bundle_model_info *mi = &info->models[i];
+    const kiln_model *m = kiln_bundle_model(b, i);
+    printf("%d: %s: %d ops, model %zu bytes, packed weights %zu bytes, prepared params %zu bytes, arena %zu bytes, "
+           "scratch %zu bytes\n",
+           (int)i, mi->name, (int)mi->n_ops, mi->model_bytes, mi->packed_bytes, mi->params_bytes, mi->arena_bytes,
+           mi->scratch_bytes);
+    printf(" inputs:\n");
+    for (int32_t k = 0; k < m->n_inputs; k++) print_tensor(&m->tensors[m->inputs[k]], (int)k);
+    printf(" outputs:\n");
+    for (int32_t k = 0; k < m->n_outputs; k++) print_tensor(&m->tensors[m->outputs[k]], (int)k);
+  }
+  printf("shared arena: %zu bytes (separately %zu bytes: saves %zu bytes)\n", info->shared_arena_bytes,
+         info->sum_arena_bytes, info->saved_bytes);
+}
+
+/* Opened with the reference kernels (which need no particular CPU) to show
+ * what it holds; opened again as it would run to say whether it can. */
+static int inspect_bundle(const char *path, bool json) {
+  kiln_error err;
+  kiln_bundle *b;
+  kiln_interp_options opt = {.n_threads = 1, .force_ref = true};
+  if (kiln_bundle_open(path, &opt, &b, &err) != KILN_OK) return cli_error("inspect", &err);
+  kiln_bundle_info info;
+  kiln_bundle_get_info(b, &info);
+  kiln_bundle *runs;
+  kiln_error run_err;
+  opt.force_ref = false;
+  const bool ok = kiln_bundle_open(path, &opt, &runs, &run_err) == KILN_OK;
+  if (ok) kiln_bundle_free(runs);
+  if (json) {
+    json_t *root = bundle_json(path, b, &info, ok ? NULL : &run_err);
+    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (s) puts(s);
+    free(s);
+    json_decref(root);
+  } else {
+    print_bundle(path, b, &info, ok ? NULL : &run_err);
+  }
+  kiln_bundle_free(b);
+  return CLI_OK;
+}
+
 int cmd_inspect(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "inspect"};
   const char *path = NULL;
@@ -93,6 +172,7 @@ int cmd_inspect(int argc, char **argv) {
     }
   }
   if (!path) return cli_usage_error("inspect", "missing MODEL");
+  if (kiln_bundle_detect(path)) return inspect_bundle(path, json);
 
   kiln_error err;
   kiln_model *m;

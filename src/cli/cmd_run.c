@@ -1,5 +1,6 @@
-/* kiln run MODEL --input NAME=FILE.npy ... --output-dir DIR: raw tensors in
- * and out, one .npy per output named after the tensor ('/' -> '_'). */
+/* kiln run MODEL|BUNDLE --input NAME=FILE.npy ... --output-dir DIR: raw
+ * tensors in and out, one .npy per output named after the tensor ('/' ->
+ * '_'). A CPU bundle runs its model --model-index (default 0). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,18 +8,21 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "kiln/bundle.h"
 #include "kiln/interp.h"
 #include "kiln/model.h"
 #include "kiln/npy.h"
 
 static const char *help =
-    "usage: kiln run MODEL --input NAME=FILE.npy [--input ...] --output-dir DIR\n"
-    "                [--threads N] [--ref] [--profile]\n\n"
+    "usage: kiln run MODEL|BUNDLE --input NAME=FILE.npy [--input ...] --output-dir DIR\n"
+    "                [--model-index I] [--threads N] [--ref] [--profile]\n\n"
     "Runs MODEL once on the given input tensors and writes every output as DIR/NAME.npy, NAME\n"
     "being the output tensor's name with '/' replaced by '_'. Inputs must match the model's\n"
-    "dtype and shape exactly. With one input, '--input FILE.npy' is enough.\n\n"
+    "dtype and shape exactly. With one input, '--input FILE.npy' is enough. MODEL may be a CPU\n"
+    "bundle (kiln compile --target cpu); --model-index picks which of its models runs.\n\n"
     "  --input NAME=FILE   input tensor NAME (or its index) from a .npy file\n"
     "  --output-dir DIR    where outputs are written (created if missing)\n"
+    "  --model-index I     the bundle's model to run (default 0)\n"
     "  --threads N         worker threads (default: all cores)\n"
     "  --ref               use the reference kernels only (as KILN_KERNELS=ref)\n"
     "  --profile           print each op's time, then totals by op type, to stderr\n";
@@ -136,12 +140,39 @@ static void print_profile(const kiln_interp *it) {
   fprintf(stderr, "%-28s %6d %10.3f\n", "total", (int)n, total);
 }
 
+/* Opens path, a .tflite (into *model, *interp) or a bundle (*bundle, its
+ * model index); *m and *it are what runs. */
+static int open_model(const char *path, const kiln_interp_options *opt, int64_t index, kiln_model **model,
+                      kiln_interp **interp, kiln_bundle **bundle, const kiln_model **m, kiln_interp **it) {
+  kiln_error err;
+  if (kiln_bundle_detect(path)) {
+    if (kiln_bundle_open(path, opt, bundle, &err) != KILN_OK) return cli_error("run", &err);
+    if (index < 0) index = 0;
+    if (index >= kiln_bundle_model_count(*bundle))
+      return cli_usage_error("run", "--model-index %lld: %s holds %d models", (long long)index, path,
+                             (int)kiln_bundle_model_count(*bundle));
+    *m = kiln_bundle_model(*bundle, (int32_t)index);
+    *it = kiln_bundle_interp(*bundle, (int32_t)index);
+    return CLI_OK;
+  }
+  if (index >= 0) return cli_usage_error("run", "--model-index needs a bundle");
+  if (kiln_model_load(path, model, &err) != KILN_OK) return cli_error("run", &err);
+  if (kiln_interp_create(*model, opt, interp, &err) != KILN_OK) {
+    kiln_error_prefix(&err, "%s", path);
+    return cli_error("run", &err);
+  }
+  *m = *model;
+  *it = *interp;
+  return CLI_OK;
+}
+
 int cmd_run(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "run"};
   const char *path = NULL, *out_dir = NULL, *v;
   char *specs[MAX_INPUTS];
   int n_specs = 0;
   kiln_interp_options opt = {0};
+  int64_t model_index = -1;
   bool bad = false;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -155,6 +186,9 @@ int cmd_run(int argc, char **argv) {
     } else if (cli_flag_value(&a, "--output-dir", &v, &bad)) {
       if (bad) return CLI_USAGE;
       out_dir = v;
+    } else if (cli_flag_value(&a, "--model-index", &v, &bad)) {
+      if (bad || !cli_parse_int("run", "--model-index", v, 0, KILN_BUNDLE_MAX_MODELS - 1, &model_index))
+        return CLI_USAGE;
     } else if (cli_flag_value(&a, "--threads", &v, &bad)) {
       int64_t n;
       if (bad || !cli_parse_int("run", "--threads", v, 1, 1024, &n)) return CLI_USAGE;
@@ -175,19 +209,18 @@ int cmd_run(int argc, char **argv) {
   if (!out_dir) return cli_usage_error("run", "missing --output-dir");
 
   kiln_error err;
-  kiln_model *m;
-  if (kiln_model_load(path, &m, &err) != KILN_OK) return cli_error("run", &err);
-  kiln_interp *it;
-  if (kiln_interp_create(m, &opt, &it, &err) != KILN_OK) {
-    kiln_error_prefix(&err, "%s", path);
-    kiln_model_free(m);
-    return cli_error("run", &err);
-  }
-  int rc = load_inputs(it, m, specs, n_specs);
+  kiln_model *model = NULL;
+  kiln_interp *interp = NULL;
+  kiln_bundle *bundle = NULL;
+  const kiln_model *m = NULL;
+  kiln_interp *it = NULL;
+  int rc = open_model(path, &opt, model_index, &model, &interp, &bundle, &m, &it);
+  if (rc == CLI_OK) rc = load_inputs(it, m, specs, n_specs);
   if (rc == CLI_OK && kiln_interp_invoke(it, &err) != KILN_OK) rc = cli_error("run", &err);
   if (rc == CLI_OK) rc = write_outputs(it, out_dir);
   if (rc == CLI_OK && opt.profile) print_profile(it);
-  kiln_interp_free(it);
-  kiln_model_free(m);
+  kiln_interp_free(interp);
+  kiln_model_free(model);
+  kiln_bundle_free(bundle);
   return rc;
 }

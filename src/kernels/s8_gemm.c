@@ -168,6 +168,30 @@ void kiln_s8_gemm_init(const kiln_s8_gemm_kernel *kern, int32_t n, int32_t k,
   g->b = base;
 }
 
+void kiln_s8_gemm_attach(const kiln_s8_gemm_kernel *kern, int32_t n, int32_t k,
+                         const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                         int32_t act_min, int32_t act_max, const void *mem, kiln_s8_gemm *g) {
+  const int32_t kp = padded_depth(kern, k);
+  const uint8_t *base = mem;
+  const uint8_t *rq = base + packed_b_bytes(kern, n, kp);
+  const size_t bytes = array_bytes(kern, n);
+  g->rq.corr = (const int32_t *)(const void *)rq;
+  g->rq.mult = (const int32_t *)(const void *)(rq + bytes);
+  g->rq.left = (const int32_t *)(const void *)(rq + 2 * bytes);
+  g->rq.right = (const int32_t *)(const void *)(rq + 3 * bytes);
+  g->rq.half = (const int32_t *)(const void *)(rq + 4 * bytes);
+  g->rq.wide = wide_applies(kern, n, mult, shift, out_zp)
+                   ? (const int64_t *)(const void *)(rq + 5 * bytes)
+                   : NULL;
+  g->rq.out_zp = out_zp;
+  g->rq.act_min = act_min;
+  g->rq.act_max = act_max;
+  g->n = n;
+  g->k = k;
+  g->kp = kp;
+  g->b = base;
+}
+
 /* ---- im2col ---- */
 
 /* One output pixel's taps of one filter row (line: that input row) tap by

@@ -160,6 +160,13 @@ void kiln_s8_gemm_init(const kiln_s8_gemm_kernel *kern, int32_t n, int32_t k,
                        const int32_t *mult, const int32_t *shift, int32_t out_zp,
                        int32_t act_min, int32_t act_max, void *mem, kiln_s8_gemm *g);
 
+/* Fills g for memory that kiln_s8_gemm_init filled earlier with the same
+ * kern, n, k, mult, shift and out_zp (a bundle's stored copy): reads
+ * nothing from mem, only points g into it. */
+void kiln_s8_gemm_attach(const kiln_s8_gemm_kernel *kern, int32_t n, int32_t k,
+                         const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                         int32_t act_min, int32_t act_max, const void *mem, kiln_s8_gemm *g);
+
 /* Bytes kiln_s8_requant_fill needs for n columns. */
 size_t kiln_s8_requant_bytes(const kiln_s8_gemm_kernel *kern, int32_t n);
 /* Fills rq for kern from multiplier and shift [n] and the output zero point

@@ -143,14 +143,21 @@ static kiln_status plan_gemm(kiln_prepare_ctx *ctx, const kiln_f32_gemm_kernel *
                              f32_gemm_plan **out) {
   f32_gemm_plan *pl = kiln_prepare_alloc(ctx, sizeof *pl);
   if (!pl) return kiln_prepare_nomem(ctx);
-  pl->half = kiln_f32_gemm_halves_exact(weights->data, (size_t)n * (size_t)k);
-  /* Panels start on cache lines; the pool's alignment is not relied on. */
-  char *raw = kiln_prepare_alloc(ctx, kiln_f32_gemm_packed_bytes(kern, n, k, pl->half) + 64);
-  if (!raw) return kiln_prepare_nomem(ctx);
-  char *packed = raw + (64 - (uintptr_t)raw % 64) % 64;
-  kiln_f32_gemm_pack(kern, n, k, weights->data, bias ? bias->data : NULL, pl->half, packed);
+  /* A stored blob says whether it holds halves (info 1), which spares the
+   * scan of the weights. */
+  const kiln_packed *stored = kiln_prepare_packed_peek(ctx);
+  pl->half = stored ? stored->info == 1
+                    : kiln_f32_gemm_halves_exact(weights->data, (size_t)n * (size_t)k);
+  kiln_packed *pk;
+  kiln_status s =
+      kiln_prepare_packed(ctx, kiln_f32_gemm_packed_bytes(kern, n, k, pl->half), kern->isa, &pk);
+  if (s != KILN_OK) return s;
+  if (pk->fill) {
+    kiln_f32_gemm_pack(kern, n, k, weights->data, bias ? bias->data : NULL, pl->half, pk->fill);
+    pk->info = pl->half;
+  }
   pl->kern = kern;
-  pl->packed = packed;
+  pl->packed = pk->data;
   pl->m = m;
   pl->n = n;
   pl->k = pl->kc = k;

@@ -131,13 +131,16 @@ static kiln_status make_plan(kiln_prepare_ctx *ctx, kiln_node *node,
                              const int32_t *mult, const int32_t *shift, int32_t out_zp,
                              int32_t act_min, int32_t act_max, s8_plan **plan_out) {
   s8_plan *pl = kiln_prepare_alloc(ctx, sizeof *pl);
-  /* 63 spare bytes to start the packed data on a cache line. */
-  uint8_t *mem = pl ? kiln_prepare_alloc(ctx, kiln_s8_gemm_bytes(kern, n, k) + 63) : NULL;
-  if (!mem) return kiln_prepare_nomem(ctx);
-  mem += (64 - (uintptr_t)mem % 64) % 64;
+  if (!pl) return kiln_prepare_nomem(ctx);
+  kiln_packed *pk;
+  kiln_status s = kiln_prepare_packed(ctx, kiln_s8_gemm_bytes(kern, n, k), kern->isa, &pk);
+  if (s != KILN_OK) return s;
   const kiln_rt_tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
-  kiln_s8_gemm_init(kern, n, k, node->inputs[1]->data, bias ? bias->data : NULL, input_offset,
-                    mult, shift, out_zp, act_min, act_max, mem, &pl->gemm);
+  if (pk->fill)
+    kiln_s8_gemm_init(kern, n, k, node->inputs[1]->data, bias ? bias->data : NULL, input_offset,
+                      mult, shift, out_zp, act_min, act_max, pk->fill, &pl->gemm);
+  else
+    kiln_s8_gemm_attach(kern, n, k, mult, shift, out_zp, act_min, act_max, pk->data, &pl->gemm);
   pl->kern = kern;
   pl->m = m;
   pl->pad = (int8_t)-input_offset;
@@ -240,14 +243,20 @@ kiln_status kiln_fast_fc_s8_prepare(kiln_prepare_ctx *ctx, kiln_node *node,
       p->out_depth < 1 || p->in_depth < 1 || p->in_depth > INT32_MAX / 2)
     return KILN_OK;
   fc_plan *pl = kiln_prepare_alloc(ctx, sizeof *pl);
+  if (!pl) return kiln_prepare_nomem(ctx);
   const int32_t kp = (p->in_depth + kern->kgroup - 1) / kern->kgroup * kern->kgroup;
-  int8_t *w = pl ? kiln_prepare_alloc(ctx, (size_t)p->out_depth * (size_t)kp) : NULL;
-  int32_t *corr = w ? kiln_prepare_alloc(ctx, (size_t)p->out_depth * sizeof *corr) : NULL;
-  if (!corr) return kiln_prepare_nomem(ctx);
+  /* One packed blob: the rows of W [n][kp], then corr [n]. */
+  const size_t w_bytes = align64((size_t)p->out_depth * (size_t)kp);
+  kiln_packed *pk;
+  kiln_status s =
+      kiln_prepare_packed(ctx, w_bytes + (size_t)p->out_depth * sizeof(int32_t), kern->isa, &pk);
+  if (s != KILN_OK) return s;
+  int8_t *w = pk->fill;
+  int32_t *corr = pk->fill ? (int32_t *)(void *)((uint8_t *)pk->fill + w_bytes) : NULL;
   const int8_t *src = node->inputs[1]->data;
   const kiln_rt_tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
   const int32_t *b = bias ? bias->data : NULL;
-  for (int32_t o = 0; o < p->out_depth; o++) {
+  for (int32_t o = 0; pk->fill && o < p->out_depth; o++) {
     const int8_t *row = src + (size_t)o * (size_t)p->in_depth;
     uint32_t sum = 0;
     for (int32_t k = 0; k < p->in_depth; k++) sum += (uint32_t)(int32_t)row[k];
@@ -258,8 +267,8 @@ kiln_status kiln_fast_fc_s8_prepare(kiln_prepare_ctx *ctx, kiln_node *node,
                         (uint32_t)(p->input_offset - kern->a_offset) * sum);
   }
   pl->kern = kern;
-  pl->w = w;
-  pl->corr = corr;
+  pl->w = pk->data;
+  pl->corr = (const int32_t *)(const void *)((const uint8_t *)pk->data + w_bytes);
   pl->scale = p->scale;
   pl->batch = p->batch;
   pl->n = p->out_depth;

@@ -134,12 +134,14 @@ kiln_status kiln_fast_depthwise_f32_prepare(kiln_prepare_ctx *ctx, kiln_node *no
   if (!plan) return kiln_prepare_nomem(ctx);
   fill_common(ctx, p, k->tile, 1, &plan->f32.s, plan);
   const size_t n = kiln_dw_packed_f32_count(p->in_c, p->filter_h, k->tile);
-  float *packed = kiln_prepare_alloc(ctx, n * sizeof *packed);
-  if (!packed) return kiln_prepare_nomem(ctx);
+  kiln_packed *pk;
+  kiln_status s = kiln_prepare_packed(ctx, n * sizeof(float), k->isa, &pk);
+  if (s != KILN_OK) return s;
   const kiln_rt_tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
-  kiln_dw_pack_f32(p->in_c, p->filter_h, k->tile, node->inputs[1]->data, bias ? bias->data : NULL,
-                   packed);
-  plan->f32.packed = packed;
+  if (pk->fill)
+    kiln_dw_pack_f32(p->in_c, p->filter_h, k->tile, node->inputs[1]->data,
+                     bias ? bias->data : NULL, pk->fill);
+  plan->f32.packed = pk->data;
   plan->f32.act_min = p->float_min;
   plan->f32.act_max = p->float_max;
   plan->f32_fn = p->filter_h == 3 ? k->f32_3x3 : k->f32_5x5;
@@ -174,25 +176,33 @@ kiln_status kiln_fast_depthwise_s8_prepare(kiln_prepare_ctx *ctx, kiln_node *nod
               &plan->s8.s, plan);
   const size_t n = dot4 ? kiln_dw_packed_s8_dot4_count(p->in_c, dot4->tile)
                         : kiln_dw_packed_s8_count(p->in_c, p->filter_h, k->tile);
-  int32_t *packed = kiln_prepare_alloc(ctx, n * sizeof *packed);
+  /* The dot4 kernel's layout, or the table's; the table must run here too. */
+  const uint32_t isa = k->isa | (dot4 ? dot4->isa : 0);
+  kiln_packed *pk;
+  kiln_status s = kiln_prepare_packed(ctx, n * sizeof(int32_t), isa, &pk);
+  if (s != KILN_OK) return s;
   const size_t zp_bytes = (size_t)p->in_w * (size_t)p->in_c;
   int8_t *zp_row = kiln_prepare_alloc(ctx, zp_bytes);
-  if (!packed || !zp_row) return kiln_prepare_nomem(ctx);
+  if (!zp_row) return kiln_prepare_nomem(ctx);
   const kiln_rt_tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
   const int32_t *bias_data = bias ? bias->data : NULL;
   if (dot4) {
-    plan->s8.rq_fast =
-        kiln_dw_pack_s8_dot4(p->in_c, dot4->tile, node->inputs[1]->data, bias_data,
-                             p->input_offset, p->multiplier, p->shift, p->output_offset, packed);
+    /* info: whether the packing took the fast requantization. */
+    if (pk->fill)
+      pk->info = kiln_dw_pack_s8_dot4(p->in_c, dot4->tile, node->inputs[1]->data, bias_data,
+                                      p->input_offset, p->multiplier, p->shift,
+                                      p->output_offset, pk->fill);
+    plan->s8.rq_fast = pk->info == 1;
     plan->s8_fn = dot4->s8_3x3;
   } else {
-    kiln_dw_pack_s8(p->in_c, p->filter_h, k->tile, node->inputs[1]->data, bias_data,
-                    p->input_offset, p->multiplier, p->shift, packed);
+    if (pk->fill)
+      kiln_dw_pack_s8(p->in_c, p->filter_h, k->tile, node->inputs[1]->data, bias_data,
+                      p->input_offset, p->multiplier, p->shift, pk->fill);
     plan->s8.rq_fast = false;
     plan->s8_fn = p->filter_h == 3 ? k->s8_3x3 : k->s8_5x5;
   }
   memset(zp_row, -p->input_offset, zp_bytes);
-  plan->s8.packed = packed;
+  plan->s8.packed = pk->data;
   plan->s8.zp_row = zp_row;
   plan->s8.input_zp = -p->input_offset;
   plan->s8.output_zp = p->output_offset;

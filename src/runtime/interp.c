@@ -24,6 +24,10 @@ struct kiln_interp {
   uint8_t *scratch; /* n_threads * scratch_stride */
   size_t scratch_stride;
   kiln_threadpool *threads;
+  bool own_threads;
+  uint32_t isa;           /* ISA bits prepare used */
+  size_t *offsets;        /* [n_tensors] arena offsets or KILN_NO_OFFSET */
+  kiln_packed_rec *packed; /* what prepare packed, in order */
   kiln_memory_stats mem;
   kiln_op_profile *profile;
 };
@@ -140,11 +144,18 @@ static kiln_status setup_tensors(kiln_interp *it, kiln_error *err) {
   return KILN_OK;
 }
 
-static kiln_status prepare_nodes(kiln_interp *it, kiln_error *err) {
+static kiln_status prepare_nodes(kiln_interp *it, const kiln_interp_setup *setup,
+                                 kiln_error *err) {
   const kiln_model *m = it->model;
   it->nodes = kiln_pool_alloc(&it->pool, (size_t)m->n_ops * sizeof *it->nodes, 64);
   if (!it->nodes && m->n_ops) return kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
   kiln_prepare_ctx ctx = {m, NULL, &it->pool, err, it->options.force_ref, it->options.n_threads};
+  ctx.isa = it->isa;
+  ctx.record_tail = &it->packed;
+  if (setup) {
+    ctx.stored = setup->stored;
+    ctx.n_stored = setup->n_stored;
+  }
   size_t params_before = it->pool.total_bytes;
   for (int32_t i = 0; i < m->n_ops; i++) {
     const kiln_op *op = &m->ops[i];
@@ -160,6 +171,7 @@ static kiln_status prepare_nodes(kiln_interp *it, kiln_error *err) {
       node->inputs[k] = op->inputs[k] >= 0 ? &it->tensors[op->inputs[k]] : NULL;
     for (int32_t k = 0; k < op->n_outputs; k++) node->outputs[k] = &it->tensors[op->outputs[k]];
     ctx.node = node;
+    ctx.seq = 0;
     kiln_status s = it->impls[i]->prepare(node, &ctx);
     if (s != KILN_OK) return s;
     for (int32_t k = 0; k < op->n_outputs; k++) {
@@ -169,16 +181,51 @@ static kiln_status prepare_nodes(kiln_interp *it, kiln_error *err) {
     }
     if (node->scratch_bytes > it->mem.scratch_bytes) it->mem.scratch_bytes = node->scratch_bytes;
   }
-  it->mem.params_bytes = it->pool.total_bytes - params_before;
+  it->mem.params_bytes = it->pool.total_bytes - params_before + ctx.stored_bytes;
   return KILN_OK;
 }
 
-static kiln_status plan_arena(kiln_interp *it, kiln_error *err) {
+/* Takes a bundle's offsets for the planned buffers, checking that each lies
+ * in the arena. */
+static kiln_status use_plan(kiln_interp *it, const kiln_interp_setup *setup, const int32_t *slot,
+                            kiln_plan_item *items, int32_t count, kiln_error *err) {
+  /* No plan needs more than all its buffers side by side. */
+  size_t side_by_side = 0;
+  for (int32_t k = 0; k < count; k++)
+    side_by_side += (items[k].bytes + KILN_PLAN_ALIGN - 1) / KILN_PLAN_ALIGN * KILN_PLAN_ALIGN;
+  if (setup->arena_bytes > side_by_side)
+    return kiln_fail(err, KILN_ERR_FORMAT,
+                     "memory plan: a %zu-byte arena for buffers of %zu bytes in all",
+                     setup->arena_bytes, side_by_side);
+  for (int32_t i = 0; i < it->model->n_tensors; i++) {
+    if (slot[i] < 0) continue;
+    const size_t off = setup->arena_offsets[i], bytes = items[slot[i]].bytes;
+    if (off == KILN_NO_OFFSET || off % KILN_PLAN_ALIGN != 0 || off > setup->arena_bytes ||
+        bytes > setup->arena_bytes - off)
+      return kiln_fail(err, KILN_ERR_FORMAT,
+                       "memory plan: tensor %d '%s' (%zu bytes) has no place in the %zu-byte arena",
+                       (int)i, it->tensors[i].name, bytes, setup->arena_bytes);
+    items[slot[i]].offset = off;
+  }
+  return KILN_OK;
+}
+
+void kiln_interp_bind_memory(kiln_interp *it, uint8_t *arena, uint8_t *scratch,
+                             size_t scratch_stride) {
+  it->arena = arena;
+  it->scratch = scratch;
+  it->scratch_stride = scratch_stride;
+  for (int32_t i = 0; i < it->model->n_tensors; i++)
+    if (it->offsets[i] != KILN_NO_OFFSET) it->tensors[i].data = arena + it->offsets[i];
+}
+
+static kiln_status plan_arena(kiln_interp *it, const kiln_interp_setup *setup, kiln_error *err) {
   const kiln_model *m = it->model;
   int32_t n = m->n_tensors;
   kiln_plan_item *items = kiln_calloc((size_t)n + 1, sizeof *items);
   int32_t *slot = kiln_calloc((size_t)n + 1, sizeof *slot);
-  if (!items || !slot) {
+  it->offsets = kiln_pool_alloc(&it->pool, ((size_t)n + 1) * sizeof *it->offsets, 8);
+  if (!items || !slot || !it->offsets) {
     kiln_free(items);
     kiln_free(slot);
     return kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
@@ -217,19 +264,27 @@ static kiln_status plan_arena(kiln_interp *it, kiln_error *err) {
   size_t unplanned = 0;
   for (int32_t k = 0; k < count; k++) unplanned += items[k].bytes;
   size_t arena_bytes = 0;
-  kiln_status s = kiln_plan_memory(items, count, &arena_bytes, err);
+  kiln_status s;
+  if (setup && setup->arena_offsets) {
+    arena_bytes = setup->arena_bytes;
+    s = use_plan(it, setup, slot, items, count, err);
+  } else {
+    s = kiln_plan_memory(items, count, &arena_bytes, err);
+  }
   if (s == KILN_OK) {
-    it->arena = kiln_pool_alloc(&it->pool, arena_bytes, 64);
-    it->scratch_stride = (it->mem.scratch_bytes + 63) / 64 * 64;
-    it->scratch = kiln_pool_alloc(&it->pool, it->scratch_stride * (size_t)it->options.n_threads, 64);
-    if (!it->arena || !it->scratch) {
+    for (int32_t i = 0; i < n; i++)
+      it->offsets[i] = slot[i] >= 0 ? items[slot[i]].offset : KILN_NO_OFFSET;
+    it->mem.arena_bytes = arena_bytes;
+    it->mem.unplanned_bytes = unplanned;
+  }
+  if (s == KILN_OK && !(setup && setup->defer_memory)) {
+    const size_t stride = (it->mem.scratch_bytes + 63) / 64 * 64;
+    uint8_t *arena = kiln_pool_alloc(&it->pool, arena_bytes, 64);
+    uint8_t *scratch = kiln_pool_alloc(&it->pool, stride * (size_t)it->options.n_threads, 64);
+    if (!arena || !scratch)
       s = kiln_fail(err, KILN_ERR_NOMEM, "out of memory for a %zu-byte arena", arena_bytes);
-    } else {
-      for (int32_t i = 0; i < n; i++)
-        if (slot[i] >= 0) it->tensors[i].data = it->arena + items[slot[i]].offset;
-      it->mem.arena_bytes = arena_bytes;
-      it->mem.unplanned_bytes = unplanned;
-    }
+    else
+      kiln_interp_bind_memory(it, arena, scratch, stride);
   }
   kiln_free(items);
   kiln_free(slot);
@@ -238,6 +293,12 @@ static kiln_status plan_arena(kiln_interp *it, kiln_error *err) {
 
 kiln_status kiln_interp_create(const kiln_model *model, const kiln_interp_options *options,
                                kiln_interp **out, kiln_error *err) {
+  return kiln_interp_create_setup(model, options, NULL, out, err);
+}
+
+kiln_status kiln_interp_create_setup(const kiln_model *model, const kiln_interp_options *options,
+                                     const kiln_interp_setup *setup, kiln_interp **out,
+                                     kiln_error *err) {
   *out = NULL;
   kiln_interp *it = kiln_calloc(1, sizeof *it);
   if (!it) return kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
@@ -247,16 +308,21 @@ kiln_status kiln_interp_create(const kiln_model *model, const kiln_interp_option
   const char *kernels = getenv("KILN_KERNELS");
   if (kernels && strcmp(kernels, "ref") == 0) it->options.force_ref = true;
   if (it->options.n_threads <= 0) it->options.n_threads = kiln_cpu_count();
+  it->isa = it->options.force_ref ? 0 : setup ? setup->isa : kiln_cpu_isa();
   it->impls = kiln_calloc((size_t)model->n_ops + 1, sizeof *it->impls);
   kiln_status s = it->impls ? KILN_OK : kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
   if (s == KILN_OK) s = lookup_ops(it, err);
-  if (s == KILN_OK && it->options.n_threads > 1)
+  if (s == KILN_OK && setup && setup->threads) {
+    it->threads = setup->threads;
+  } else if (s == KILN_OK && it->options.n_threads > 1) {
     s = kiln_threadpool_create(it->options.n_threads, &it->threads, err);
+    it->own_threads = true;
+  }
   if (s == KILN_OK) s = check_quant(model, err);
   if (s == KILN_OK) s = check_dataflow(model, err);
   if (s == KILN_OK) s = setup_tensors(it, err);
-  if (s == KILN_OK) s = prepare_nodes(it, err);
-  if (s == KILN_OK) s = plan_arena(it, err);
+  if (s == KILN_OK) s = prepare_nodes(it, setup, err);
+  if (s == KILN_OK) s = plan_arena(it, setup, err);
   if (s == KILN_OK && it->options.profile) {
     it->profile = kiln_pool_alloc(&it->pool, ((size_t)model->n_ops + 1) * sizeof *it->profile, 8);
     if (!it->profile) s = kiln_fail(err, KILN_ERR_NOMEM, "out of memory");
@@ -333,11 +399,19 @@ int32_t kiln_interp_profile(const kiln_interp *it, const kiln_op_profile **out) 
 
 void kiln_interp_free(kiln_interp *it) {
   if (!it) return;
-  kiln_threadpool_free(it->threads);
+  if (it->own_threads) kiln_threadpool_free(it->threads);
   kiln_pool_destroy(&it->pool);
   kiln_free(it->impls);
   kiln_free(it);
 }
+
+const size_t *kiln_interp_arena_offsets(const kiln_interp *it) { return it->offsets; }
+
+const kiln_packed_rec *kiln_interp_packed(const kiln_interp *it) { return it->packed; }
+
+uint32_t kiln_interp_isa(const kiln_interp *it) { return it->isa; }
+
+int32_t kiln_interp_threads(const kiln_interp *it) { return it->options.n_threads; }
 
 int32_t kiln_system_cpus(void) { return kiln_cpu_count(); }
 

@@ -65,6 +65,31 @@ kiln_status kiln_prepare_nomem(kiln_prepare_ctx *ctx);
 kiln_status kiln_prepare_set_output_shape(kiln_prepare_ctx *ctx, kiln_rt_tensor *t, int32_t rank,
                                           const int32_t *shape);
 
+/* Packed data of a node: derived from its constants only (packed weights
+ * with what is folded into them), so a bundle (kiln/bundle.h) stores it and
+ * an interpreter created from the bundle uses it without packing again.
+ * kiln_prepare_packed(ctx, bytes, isa, &pk) gives the node's next packed
+ * blob, 64-byte aligned and bytes long, laid out for the kernels of ISA bits
+ * isa (what a CPU needs to run it): either new zeroed memory the op fills
+ * (pk->fill == pk->data; the op may set pk->info, a word it wants back with
+ * the data, e.g. a layout flag), or the blob stored in the bundle (pk->fill
+ * NULL: read-only, already filled, pk->info as it was set). A stored blob of
+ * another size or for other kernels fails the prepare. The packing must
+ * depend only on the node's constants and parameters and on the kernel
+ * chosen from kiln_prepare_isa, never on the thread count. */
+typedef struct kiln_packed {
+  const void *data;
+  void *fill;
+  size_t bytes;
+  uint32_t info;
+  uint32_t isa;
+} kiln_packed;
+kiln_status kiln_prepare_packed(kiln_prepare_ctx *ctx, size_t bytes, uint32_t isa,
+                                kiln_packed **out);
+/* The stored blob kiln_prepare_packed would return next, without taking it
+ * (NULL when there is none), for ops whose size depends on pk->info. */
+const kiln_packed *kiln_prepare_packed_peek(kiln_prepare_ctx *ctx);
+
 /* Which kernels prepare should choose (KILN_KERNELS=ref forces reference). */
 bool kiln_prepare_force_ref(const kiln_prepare_ctx *ctx);
 /* ISA bits prepare may use (kernels/cpu.h): 0 when forced to reference. */
@@ -97,7 +122,7 @@ typedef struct kiln_op_reg {
 /* Family tables (each ends with an entry whose code is -1). */
 extern const kiln_op_reg kiln_ops_conv[];        /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ... */
 extern const kiln_op_reg kiln_ops_pool[];        /* AVERAGE/MAX_POOL_2D, MEAN */
-extern const kiln_op_reg kiln_ops_elementwise[]; /* ADD, SUB, MUL, activations, SOFTMAX */
+extern const kiln_op_reg kiln_ops_elementwise[]; /* ADD, SUB, MUL, activations, SOFTMAX, L2_NORMALIZATION */
 extern const kiln_op_reg kiln_ops_shape[];       /* CONCATENATION, RESHAPE, PAD, RESIZE, (DE)QUANTIZE */
 extern const kiln_op_reg kiln_ops_detect[];      /* TFLite_Detection_PostProcess */
 

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kernels/cpu.h"
 #include "kernels/quant_math.h"
 #include "runtime/interp_int.h"
 
@@ -36,7 +35,61 @@ kiln_status kiln_prepare_nomem(kiln_prepare_ctx *ctx) {
 
 bool kiln_prepare_force_ref(const kiln_prepare_ctx *ctx) { return ctx->force_ref; }
 
-uint32_t kiln_prepare_isa(const kiln_prepare_ctx *ctx) { return ctx->force_ref ? 0 : kiln_cpu_isa(); }
+uint32_t kiln_prepare_isa(const kiln_prepare_ctx *ctx) { return ctx->force_ref ? 0 : ctx->isa; }
+
+/* The stored blob for the current node's next sequence number, or NULL.
+ * Nodes are prepared in order, so a cursor walks the sorted blobs once. */
+static const kiln_packed_rec *stored_next(kiln_prepare_ctx *ctx) {
+  const int32_t op = ctx->node->index;
+  while (ctx->stored_pos < ctx->n_stored &&
+         (ctx->stored[ctx->stored_pos].op < op ||
+          (ctx->stored[ctx->stored_pos].op == op && ctx->stored[ctx->stored_pos].seq < ctx->seq)))
+    ctx->stored_pos++;
+  if (ctx->stored_pos == ctx->n_stored) return NULL;
+  const kiln_packed_rec *r = &ctx->stored[ctx->stored_pos];
+  return r->op == op && r->seq == ctx->seq ? r : NULL;
+}
+
+const kiln_packed *kiln_prepare_packed_peek(kiln_prepare_ctx *ctx) {
+  const kiln_packed_rec *r = stored_next(ctx);
+  return r ? &r->pk : NULL;
+}
+
+kiln_status kiln_prepare_packed(kiln_prepare_ctx *ctx, size_t bytes, uint32_t isa,
+                                kiln_packed **out) {
+  *out = NULL;
+  const kiln_packed_rec *stored = stored_next(ctx);
+  if (stored) {
+    if (stored->pk.bytes != bytes || stored->pk.isa != isa)
+      return kiln_prepare_fail(ctx, KILN_ERR_FORMAT,
+                               "packed data %d in the bundle is %zu bytes for ISA bits 0x%x, this "
+                               "kiln packs %zu for 0x%x (a bundle from another kiln: write it again)",
+                               (int)ctx->seq, stored->pk.bytes, (unsigned)stored->pk.isa, bytes,
+                               (unsigned)isa);
+    /* The op reads it only (fill stays NULL). */
+    kiln_packed *pk = kiln_prepare_alloc(ctx, sizeof *pk);
+    if (!pk) return kiln_prepare_nomem(ctx);
+    *pk = stored->pk;
+    pk->fill = NULL;
+    ctx->stored_bytes += bytes;
+    ctx->seq++;
+    *out = pk;
+    return KILN_OK;
+  }
+  kiln_packed_rec *rec = kiln_prepare_alloc(ctx, sizeof *rec);
+  void *mem = rec ? kiln_prepare_alloc(ctx, bytes) : NULL;
+  if (!mem) return kiln_prepare_nomem(ctx);
+  rec->pk.data = mem;
+  rec->pk.fill = mem;
+  rec->pk.bytes = bytes;
+  rec->pk.isa = isa;
+  rec->op = ctx->node->index;
+  rec->seq = ctx->seq++;
+  *ctx->record_tail = rec;
+  ctx->record_tail = &rec->next;
+  *out = &rec->pk;
+  return KILN_OK;
+}
 
 int32_t kiln_prepare_threads(const kiln_prepare_ctx *ctx) { return ctx->n_threads; }
 
