@@ -32,6 +32,10 @@ extern "C" {
  * whose quantization parameters already encode their normalization. */
 kiln_image_norm kiln_image_norm_for_input(const kiln_tensor_view *input);
 
+/* The "kiln_input_norm" metadata kiln writes into the models it trains
+ * ({"mean": [m0, m1, m2], "std": [s0, s1, s2]}); false when absent or invalid. */
+bool kiln_model_input_norm(const kiln_model *model, kiln_image_norm *norm);
+
 /* Fills an interpreter input from an image (stretched to the input size),
  * with norm, or kiln_image_norm_for_input when norm is NULL. */
 kiln_status kiln_vision_set_input(kiln_interp *interp, int32_t input, const kiln_image *img,
@@ -56,6 +60,12 @@ typedef struct kiln_labels kiln_labels;
  * "ID LABEL" / "ID: LABEL" (Coral style). Blank lines count as classes in
  * the first form. */
 kiln_status kiln_labels_load(const char *path, kiln_labels **out, kiln_error *err);
+/* The same from bytes in memory; name prefixes error messages. */
+kiln_status kiln_labels_parse(const void *bytes, size_t size, const char *name, kiln_labels **out,
+                              kiln_error *err);
+/* The labels kiln embeds in the models it writes (metadata "kiln_labels",
+ * labels.txt's bytes); *out stays NULL when the model has none. */
+kiln_status kiln_labels_from_model(const kiln_model *model, kiln_labels **out, kiln_error *err);
 /* The label of class_id, or NULL when the file has none for it. */
 const char *kiln_labels_get(const kiln_labels *labels, int32_t class_id);
 /* True when line/class 0 names a background class ("???", "background"). */
@@ -112,6 +122,31 @@ kiln_status kiln_detector_run(kiln_detector *det, const kiln_image *img,
                               const kiln_image_norm *norm, kiln_box *out, int32_t capacity,
                               int32_t *n_out, kiln_vision_timing *timing, kiln_error *err);
 void kiln_detector_free(kiln_detector *det);
+
+/* ---- JSON ----
+ * The answers as `kiln classify --json` and `kiln detect --json` print them
+ * and the model server returns them (jansson objects: link jansson and
+ * include <jansson.h> to use them). Labels may be NULL. All return
+ * KILN_ERR_NOMEM when jansson cannot allocate; *out is then NULL. */
+struct json_t;
+
+/* [{"label", "class_id", "score", "box": {"xmin", "ymin", "xmax", "ymax"}}, ...]:
+ * label from labels by kiln_video_box_label's rule, else "class N". */
+kiln_status kiln_detections_json(const kiln_box *boxes, int32_t n, const kiln_labels *labels,
+                                 struct json_t **out, kiln_error *err);
+/* {"image": {"width", "height"}, "detections": [...], "timing_ms": {"decode",
+ * "preprocess", "invoke", "postprocess"}}; decode_ms is the image decoding. */
+kiln_status kiln_detect_result_json(const kiln_image *img, const kiln_box *boxes, int32_t n,
+                                    const kiln_labels *labels, double decode_ms,
+                                    const kiln_vision_timing *timing, struct json_t **out,
+                                    kiln_error *err);
+/* {"image": {"width", "height"}, "classes": [{"class_id", "score", "label"}, ...],
+ * "timing_ms": {"preprocess", "invoke", "postprocess"}}; "label" only for
+ * classes the label file names (kiln_labels_get(labels, class_id)). */
+kiln_status kiln_classify_result_json(const kiln_image *img, const kiln_class_score *scores,
+                                      int32_t n, const kiln_labels *labels,
+                                      const kiln_vision_timing *timing, struct json_t **out,
+                                      kiln_error *err);
 
 #ifdef __cplusplus
 }

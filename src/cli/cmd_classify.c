@@ -11,14 +11,29 @@ static const char *help =
     "                     [--threads N]\n\n"
     "Runs an image classifier (one output of class scores, [1,C]) on IMAGE (JPEG or PNG),\n"
     "stretched to the model's input, and prints the K best classes. Float inputs get\n"
-    "(x - 127.5) / 127.5 unless --mean/--std say otherwise; quantized inputs get the pixels.\n\n"
+    "(x - 127.5) / 127.5 and quantized inputs the pixels, unless --mean/--std or the model's\n"
+    "\"kiln_input_norm\" metadata (written by kiln train) say otherwise.\n\n"
     "  --labels FILE   class names: one per line (line i is class i), or 'ID LABEL' lines\n"
+    "                  (default: the labels kiln embeds in the models it writes, if any)\n"
     "  --top K         how many classes (default 5)\n"
     "  --json          print JSON\n"
     "  --max-pixels N  refuse larger images (default 50000000)\n"
     "  --threads N     worker threads (default: all cores)\n";
 
 #define CLASSIFY_MAX_TOP 1000
+
+/* The model, its labels (the file, else the model's "kiln_labels") and, when
+ * --mean/--std were not given, the model's "kiln_input_norm" if it has one. */
+static kiln_status load_model(const char *path, const char *labels_path, kiln_model **m,
+                              kiln_labels **labels, kiln_image_norm *norm, bool *has_norm,
+                              kiln_error *err) {
+  kiln_status s;
+  if (labels_path && (s = kiln_labels_load(labels_path, labels, err)) != KILN_OK) return s;
+  if ((s = kiln_model_load(path, m, err)) != KILN_OK) return s;
+  if (!*labels && (s = kiln_labels_from_model(*m, labels, err)) != KILN_OK) return s;
+  if (!*has_norm) *has_norm = kiln_model_input_norm(*m, norm);
+  return KILN_OK;
+}
 
 int cmd_classify(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "classify"};
@@ -73,8 +88,7 @@ int cmd_classify(int argc, char **argv) {
   kiln_interp_options opt = {.n_threads = (int32_t)threads};
   kiln_image_options iopt = {(uint64_t)max_pixels};
   kiln_image_norm norm = {{mean, mean, mean}, {std, std, std}};
-  if ((labels_path && kiln_labels_load(labels_path, &labels, &err) != KILN_OK) ||
-      kiln_model_load(model_path, &m, &err) != KILN_OK) {
+  if (load_model(model_path, labels_path, &m, &labels, &norm, &has_norm, &err) != KILN_OK) {
     rc = cli_error("classify", &err);
   } else if (kiln_interp_create(m, &opt, &it, &err) != KILN_OK) {
     kiln_error_prefix(&err, "%s", model_path);
@@ -84,21 +98,15 @@ int cmd_classify(int argc, char **argv) {
                                &timing, &err) != KILN_OK) {
     rc = cli_error("classify", &err);
   } else if (json) {
-    json_t *root = json_object(), *arr = json_array();
-    for (int32_t i = 0; i < n; i++) {
-      const char *l = kiln_labels_get(labels, scores[i].class_id);
-      json_t *c = json_pack("{s:i, s:f}", "class_id", (int)scores[i].class_id, "score", (double)scores[i].score);
-      if (l) json_object_set_new(c, "label", json_string(l));
-      json_array_append_new(arr, c);
+    json_t *root;
+    if (kiln_classify_result_json(&img, scores, n, labels, &timing, &root, &err) != KILN_OK) {
+      rc = cli_error("classify", &err);
+    } else {
+      char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+      if (s) puts(s);
+      free(s);
+      json_decref(root);
     }
-    json_object_set_new(root, "image", json_pack("{s:i, s:i}", "width", (int)img.width, "height", (int)img.height));
-    json_object_set_new(root, "classes", arr);
-    json_object_set_new(root, "timing_ms", json_pack("{s:f, s:f, s:f}", "preprocess", timing.preprocess_ms,
-                                                     "invoke", timing.invoke_ms, "postprocess", timing.postprocess_ms));
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    if (s) puts(s);
-    free(s);
-    json_decref(root);
   } else {
     for (int32_t i = 0; i < n; i++) {
       const char *l = kiln_labels_get(labels, scores[i].class_id);

@@ -31,6 +31,7 @@ static const char *help =
     "A video that ends early (truncated, corrupt) is reported as an error after the frames\n"
     "that could be read (exit 1). Ctrl-C stops a camera cleanly.\n\n"
     "  --labels FILE     class names: one per line, or 'ID LABEL' lines\n"
+    "                    (default: the labels kiln embeds in the models it writes, if any)\n"
     "  --threshold T     minimum score (default 0.5)\n"
     "  --iou T           NMS IoU threshold for raw outputs (default 0.4)\n"
     "  --max N           at most N detections (default 20)\n"
@@ -51,21 +52,6 @@ static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static json_t *detections_json(const kiln_box *boxes, int32_t n, const kiln_labels *labels) {
-  json_t *dets = json_array();
-  for (int32_t i = 0; i < n; i++) {
-    char name[64];
-    json_t *box = json_pack("{s:f, s:f, s:f, s:f}", "xmin", (double)boxes[i].xmin, "ymin",
-                            (double)boxes[i].ymin, "xmax", (double)boxes[i].xmax, "ymax",
-                            (double)boxes[i].ymax);
-    json_array_append_new(dets, json_pack("{s:s, s:i, s:f, s:o}", "label",
-                                          kiln_video_box_label(labels, boxes[i].class_id, name, sizeof name),
-                                          "class_id", (int)boxes[i].class_id, "score",
-                                          (double)boxes[i].score, "box", box));
-  }
-  return dets;
 }
 
 /* Prints root on one line (compact) or indented, and frees it. */
@@ -109,14 +95,13 @@ static int detect_image(const detect_args *d, kiln_detector *det, const kiln_lab
   if (kiln_detector_run(det, &img, d->has_norm ? &norm : NULL, boxes, (int32_t)d->max, &n, &t, &err) != KILN_OK) {
     rc = cli_error("detect", &err);
   } else if (d->json) {
-    json_t *root = json_object();
-    json_object_set_new(root, "image", json_pack("{s:i, s:i}", "width", (int)img.width, "height", (int)img.height));
-    json_object_set_new(root, "detections", detections_json(boxes, n, labels));
-    json_object_set_new(root, "timing_ms",
-                        json_pack("{s:f, s:f, s:f, s:f, s:f}", "load", load_ms, "decode", t2 - t1,
-                                  "preprocess", t.preprocess_ms, "invoke", t.invoke_ms,
-                                  "postprocess", t.postprocess_ms));
-    print_json(root, false);
+    json_t *root;
+    if (kiln_detect_result_json(&img, boxes, n, labels, t2 - t1, &t, &root, &err) != KILN_OK) {
+      rc = cli_error("detect", &err);
+    } else {
+      json_object_set_new(json_object_get(root, "timing_ms"), "load", json_real(load_ms));
+      print_json(root, false);
+    }
   } else {
     printf("%s: %dx%d, %d detection%s (invoke %.1f ms)\n", d->image_path, (int)img.width,
            (int)img.height, (int)n, n == 1 ? "" : "s", t.invoke_ms);
@@ -149,9 +134,14 @@ typedef struct video_printer {
 static bool print_frame(const kiln_video_frame *f, void *user) {
   const video_printer *vp = user;
   if (vp->json) {
+    json_t *dets;
+    kiln_error err;
+    if (kiln_detections_json(f->boxes, f->n_boxes, vp->labels, &dets, &err) != KILN_OK) {
+      cli_error("detect", &err);
+      return false;
+    }
     json_t *root = json_pack("{s:I, s:f, s:o, s:f}", "frame", (json_int_t)f->index, "time",
-                             f->time_s, "detections", detections_json(f->boxes, f->n_boxes, vp->labels),
-                             "latency_ms", f->latency_ms);
+                             f->time_s, "detections", dets, "latency_ms", f->latency_ms);
     print_json(root, true);
   } else {
     printf("frame %lld (%.3f s): %d detection%s (invoke %.1f ms, latency %.1f ms)\n",
@@ -284,6 +274,7 @@ int cmd_detect(int argc, char **argv) {
   double t0 = now_ms();
   if (d.labels_path && kiln_labels_load(d.labels_path, &labels, &err) != KILN_OK) goto fail;
   if (kiln_model_load(d.model_path, &m, &err) != KILN_OK) goto fail;
+  if (!labels && kiln_labels_from_model(m, &labels, &err) != KILN_OK) goto fail;
   kiln_interp_options opt = {.n_threads = (int32_t)d.threads};
   if (kiln_interp_create(m, &opt, &it, &err) != KILN_OK) {
     kiln_error_prefix(&err, "%s", d.model_path);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kiln/trainer.h"
+#include "kiln/vision.h"
 
 #define LABELS_ENTRY "kiln_labels"
 #define NORM_ENTRY "kiln_input_norm"
@@ -126,25 +127,7 @@ kiln_status kiln_trainer_set_norm(kiln_model *model, const kiln_image_norm *norm
 }
 
 bool kiln_trainer_get_norm(const kiln_model *model, kiln_image_norm *norm) {
-  const kiln_metadata *md = kiln_trainer_get_metadata(model, NORM_ENTRY);
-  if (!md) return false;
-  json_t *root = json_loadb((const char *)md->data, md->bytes, 0, NULL);
-  bool ok = root != NULL;
-  kiln_image_norm n;
-  const char *keys[2] = {"mean", "std"};
-  for (int k = 0; k < 2 && ok; k++) {
-    json_t *a = json_object_get(root, keys[k]);
-    ok = json_is_array(a) && json_array_size(a) == 3;
-    for (size_t c = 0; c < 3 && ok; c++) {
-      json_t *v = json_array_get(a, c);
-      ok = json_is_number(v) && isfinite(json_number_value(v));
-      if (ok) (k ? n.std : n.mean)[c] = (float)json_number_value(v);
-    }
-  }
-  for (int c = 0; c < 3 && ok; c++) ok = n.std[c] != 0.0f;
-  json_decref(root);
-  if (ok) *norm = n;
-  return ok;
+  return kiln_model_input_norm(model, norm);
 }
 
 int32_t kiln_trainer_find_tensor(const kiln_model *model, const char *name) {

@@ -41,26 +41,41 @@ kiln_status kiln_labels_load(const char *path, kiln_labels **out, kiln_error *er
   kiln_mapped_file f;
   kiln_status s = kiln_file_map(path, &f, err);
   if (s != KILN_OK) return s;
+  s = kiln_labels_parse(f.data, f.size, path, out, err);
+  kiln_file_unmap(&f);
+  return s;
+}
+
+kiln_status kiln_labels_from_model(const kiln_model *model, kiln_labels **out, kiln_error *err) {
+  *out = NULL;
+  for (int32_t i = 0; i < model->n_metadata; i++)
+    if (strcmp(model->metadata[i].name, "kiln_labels") == 0)
+      return kiln_labels_parse(model->metadata[i].data, model->metadata[i].bytes,
+                               "the model's kiln_labels metadata", out, err);
+  return KILN_OK;
+}
+
+kiln_status kiln_labels_parse(const void *bytes, size_t size, const char *path, kiln_labels **out,
+                              kiln_error *err) {
+  *out = NULL;
   kiln_labels *l = kiln_calloc(1, sizeof *l);
-  char *text = kiln_malloc(f.size + 1);
+  char *text = kiln_malloc(size + 1);
   if (!l || !text) {
     kiln_free(l);
     kiln_free(text);
-    kiln_file_unmap(&f);
     return kiln_fail(err, KILN_ERR_NOMEM, "%s: out of memory", path);
   }
-  if (f.size) memcpy(text, f.data, f.size);
-  text[f.size] = '\0';
-  kiln_file_unmap(&f);
+  if (size) memcpy(text, bytes, size);
+  text[size] = '\0';
   l->text = text;
-  if (memchr(text, '\0', f.size)) {
+  if (memchr(text, '\0', size)) {
     kiln_labels_free(l);
     return kiln_fail(err, KILN_ERR_FORMAT, "%s: not a text file (NUL byte)", path);
   }
   /* Split lines; drop one trailing empty line. */
   int32_t n_lines = 0;
   for (char *p = text; *p; p++) n_lines += *p == '\n';
-  n_lines += f.size > 0 && text[f.size - 1] != '\n';
+  n_lines += size > 0 && text[size - 1] != '\n';
   if (n_lines > LABELS_MAX_CLASSES) {
     kiln_labels_free(l);
     return kiln_fail(err, KILN_ERR_LIMIT, "%s: more than %d lines", path, LABELS_MAX_CLASSES);

@@ -3,6 +3,7 @@
  * filling inputs, reading outputs as floats, classification, and detection
  * for raw SSD outputs and TFLite_Detection_PostProcess models.
  */
+#include <jansson.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,30 @@ kiln_image_norm kiln_image_norm_for_input(const kiln_tensor_view *input) {
     }
   }
   return n;
+}
+
+bool kiln_model_input_norm(const kiln_model *model, kiln_image_norm *norm) {
+  const kiln_metadata *md = NULL;
+  for (int32_t i = 0; i < model->n_metadata && !md; i++)
+    if (strcmp(model->metadata[i].name, "kiln_input_norm") == 0) md = &model->metadata[i];
+  if (!md) return false;
+  json_t *root = json_loadb((const char *)md->data, md->bytes, 0, NULL);
+  bool ok = root != NULL;
+  kiln_image_norm n;
+  const char *keys[2] = {"mean", "std"};
+  for (int k = 0; k < 2 && ok; k++) {
+    json_t *a = json_object_get(root, keys[k]);
+    ok = json_is_array(a) && json_array_size(a) == 3;
+    for (size_t c = 0; c < 3 && ok; c++) {
+      json_t *v = json_array_get(a, c);
+      ok = json_is_number(v) && isfinite(json_number_value(v));
+      if (ok) (k ? n.std : n.mean)[c] = (float)json_number_value(v);
+    }
+  }
+  for (int c = 0; c < 3 && ok; c++) ok = n.std[c] != 0.0f;
+  json_decref(root);
+  if (ok) *norm = n;
+  return ok;
 }
 
 kiln_status kiln_vision_set_input(kiln_interp *interp, int32_t input, const kiln_image *img,

@@ -83,3 +83,63 @@ def random_input(detail, rng):
     if dt == np.float32:
         return rng.uniform(-3.0, 3.0, size=shape).astype(np.float32)
     raise ValueError(f"no random data for {dt}")
+
+
+def write_classifier(path, weights, bias):
+    """Writes a small float image classifier with LiteRT's schema classes:
+    image [1,32,32,3] -> MEAN(1,2) -> FULLY_CONNECTED(weights [C,3], bias [C])
+    -> SOFTMAX -> probs [1,C]. Its answer is easy to compute with numpy."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as S
+
+    model = S.ModelT()
+    model.version = 3
+    model.buffers = [S.BufferT()]
+    sg = S.SubGraphT()
+    sg.tensors, sg.operators = [], []
+    model.subgraphs = [sg]
+
+    def tensor(name, shape, ttype, data=None):
+        buf = S.BufferT()
+        if data is not None:
+            buf.data = np.ascontiguousarray(data).tobytes()
+        model.buffers.append(buf)
+        t = S.TensorT()
+        t.name, t.shape, t.type, t.buffer = name.encode(), list(shape), ttype, len(model.buffers) - 1
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    def op(index, ins, outs, opt_type, opt):
+        o = S.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = index, ins, outs
+        o.builtinOptionsType, o.builtinOptions = opt_type, opt
+        sg.operators.append(o)
+
+    codes = []
+    for code in (S.BuiltinOperator.MEAN, S.BuiltinOperator.FULLY_CONNECTED, S.BuiltinOperator.SOFTMAX):
+        oc = S.OperatorCodeT()
+        oc.builtinCode = oc.deprecatedBuiltinCode = code
+        oc.version = 1
+        codes.append(oc)
+    model.operatorCodes = codes
+    F32, I32 = S.TensorType.FLOAT32, S.TensorType.INT32
+    x = tensor("image", [1, 32, 32, 3], F32)
+    axes = tensor("axes", [2], I32, np.array([1, 2], np.int32))
+    pooled = tensor("pooled", [1, 3], F32)
+    w = tensor("w", list(weights.shape), F32, weights.astype(np.float32))
+    b = tensor("b", [len(bias)], F32, bias.astype(np.float32))
+    logits = tensor("logits", [1, len(bias)], F32)
+    probs = tensor("probs", [1, len(bias)], F32)
+    red = S.ReducerOptionsT()
+    red.keepDims = False
+    op(0, [x, axes], [pooled], S.BuiltinOptions.ReducerOptions, red)
+    op(1, [pooled, w, b], [logits], S.BuiltinOptions.FullyConnectedOptions, S.FullyConnectedOptionsT())
+    sm = S.SoftmaxOptionsT()
+    sm.beta = 1.0
+    op(2, [logits], [probs], S.BuiltinOptions.SoftmaxOptions, sm)
+    sg.inputs, sg.outputs = [x], [probs]
+    bld = flatbuffers.Builder(1024)
+    bld.Finish(model.Pack(bld), file_identifier=b"TFL3")
+    with open(path, "wb") as f:
+        f.write(bld.Output())

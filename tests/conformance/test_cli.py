@@ -10,12 +10,10 @@ import subprocess
 import sys
 import tempfile
 
-from common import need_reference, models_dir, kiln_bin
+from common import need_reference, models_dir, kiln_bin, write_classifier
 
 need_reference()
-import flatbuffers  # noqa: E402
 import numpy as np  # noqa: E402
-from ai_edge_litert import schema_py_generated as S  # noqa: E402
 from PIL import Image  # noqa: E402
 
 failures = []
@@ -29,61 +27,6 @@ def check(cond, what):
 
 def kiln(*args):
     return subprocess.run([kiln_bin(), *args], capture_output=True, text=True)
-
-
-def tensor(model, sg, name, shape, ttype, data=None):
-    buf = S.BufferT()
-    if data is not None:
-        buf.data = np.ascontiguousarray(data).tobytes()
-    model.buffers.append(buf)
-    t = S.TensorT()
-    t.name, t.shape, t.type, t.buffer = name.encode(), list(shape), ttype, len(model.buffers) - 1
-    sg.tensors.append(t)
-    return len(sg.tensors) - 1
-
-
-def classifier(path, weights, bias):
-    """[1,32,32,3] -> MEAN(1,2) -> FULLY_CONNECTED(weights, bias) -> SOFTMAX."""
-    model = S.ModelT()
-    model.version = 3
-    model.buffers = [S.BufferT()]
-    sg = S.SubGraphT()
-    sg.tensors, sg.operators = [], []
-    model.subgraphs = [sg]
-    codes = []
-    for code in (S.BuiltinOperator.MEAN, S.BuiltinOperator.FULLY_CONNECTED, S.BuiltinOperator.SOFTMAX):
-        oc = S.OperatorCodeT()
-        oc.builtinCode = oc.deprecatedBuiltinCode = code
-        oc.version = 1
-        codes.append(oc)
-    model.operatorCodes = codes
-    F32, I32 = S.TensorType.FLOAT32, S.TensorType.INT32
-    x = tensor(model, sg, "image", [1, 32, 32, 3], F32)
-    axes = tensor(model, sg, "axes", [2], I32, np.array([1, 2], np.int32))
-    pooled = tensor(model, sg, "pooled", [1, 3], F32)
-    w = tensor(model, sg, "w", list(weights.shape), F32, weights.astype(np.float32))
-    b = tensor(model, sg, "b", [len(bias)], F32, bias.astype(np.float32))
-    logits = tensor(model, sg, "logits", [1, len(bias)], F32)
-    probs = tensor(model, sg, "probs", [1, len(bias)], F32)
-
-    def op(index, ins, outs, opt_type, opt):
-        o = S.OperatorT()
-        o.opcodeIndex, o.inputs, o.outputs = index, ins, outs
-        o.builtinOptionsType, o.builtinOptions = opt_type, opt
-        sg.operators.append(o)
-
-    red = S.ReducerOptionsT()
-    red.keepDims = False
-    op(0, [x, axes], [pooled], S.BuiltinOptions.ReducerOptions, red)
-    op(1, [pooled, w, b], [logits], S.BuiltinOptions.FullyConnectedOptions, S.FullyConnectedOptionsT())
-    sm = S.SoftmaxOptionsT()
-    sm.beta = 1.0
-    op(2, [logits], [probs], S.BuiltinOptions.SoftmaxOptions, sm)
-    sg.inputs, sg.outputs = [x], [probs]
-    bld = flatbuffers.Builder(1024)
-    bld.Finish(model.Pack(bld), file_identifier=b"TFL3")
-    with open(path, "wb") as f:
-        f.write(bld.Output())
 
 
 def main():
@@ -127,7 +70,7 @@ def main():
         model = os.path.join(tmp, "rgb.tflite")
         weights = np.array([[4, 0, 0], [0, 4, 0], [0, 0, 4], [0, 0, 0]], np.float32)
         bias = np.zeros(4, np.float32)
-        classifier(model, weights, bias)
+        write_classifier(model, weights, bias)
         labels = os.path.join(tmp, "labels.txt")
         with open(labels, "w") as f:
             f.write("red\ngreen\nblue\nnothing\n")

@@ -162,6 +162,20 @@ def check_eval(out, data, report):
                        capture_output=True, text=True)
     check(p.returncode == 0 and "accuracy:" in p.stdout and "confusion matrix" in p.stdout,
           "kiln eval prints a text report")
+    # kiln classify names the classes from the embedded labels (no --labels)
+    # and agrees with kiln eval's accuracy.
+    right = total = 0
+    for c in CLASSES:
+        folder = os.path.join(data, "test", c)
+        for name in sorted(os.listdir(folder)):
+            p = subprocess.run([kiln_bin(), "classify", os.path.join(out, "model_int8.tflite"),
+                                os.path.join(folder, name), "--json"], capture_output=True, text=True)
+            top = json.loads(p.stdout)["classes"][0] if p.returncode == 0 else {}
+            right += top.get("label") == c
+            total += 1
+    qa = report["evaluation"]["int8"]["accuracy"]
+    check(abs(right / total - qa) <= 1 / total + 1e-9,
+          f"kiln classify names classes from the model's labels: {right}/{total} vs eval {qa:.3f}")
 
 
 def check_resume(data, tmp, straight):
