@@ -54,5 +54,13 @@ int cmd_bench(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_studio(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_compile(int argc, char **argv);
+int cmd_imprint(int argc, char **argv);
+int cmd_retrain_last(int argc, char **argv);
+int cmd_package(int argc, char **argv);
+int cmd_health(int argc, char **argv);
 
 #endif

@@ -19,6 +19,14 @@ static const struct {
     {"data", cmd_data, "check a dataset (VOC, COCO, YOLO, AutoML CSV, IDX, folders) or import it"},
     {"train", cmd_train, "train a classifier on labelled images: float and int8 models, report"},
     {"eval", cmd_eval, "measure a model on a dataset: accuracy and confusion matrix, or COCO mAP"},
+    {"studio", cmd_studio, "run kiln studio: upload, label, train and download models over a REST API"},
+    {"worker", cmd_worker, "run a studio's training jobs on this machine (remote worker)"},
+    {"serve", cmd_serve, "serve models over HTTP (Open Inference Protocol v2, image endpoints, metrics)"},
+    {"compile", cmd_compile, "compile int8 models for an edge target (Edge TPU, CPU): op mapping, caching, estimate"},
+    {"imprint", cmd_imprint, "learn new classes from a few images by weight imprinting (on-device)"},
+    {"retrain-last", cmd_retrain_last, "retrain a classifier's last layer on embeddings by SGD (on-device)"},
+    {"package", cmd_package, "build an OCI container image that serves a model; push it to a registry"},
+    {"health", cmd_health, "probe a server's health URL (exit 0 when it answers 2xx)"},
 };
 
 static void usage(FILE *f) {
@@ -27,7 +35,7 @@ static void usage(FILE *f) {
           "kiln turns labelled images into fast int8 models for edge devices and runs them.\n\n"
           "commands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\n'kiln COMMAND --help' describes a command.\n");
 }
 
