@@ -66,9 +66,14 @@ static inline int32_t kiln_mul_by_quantized_multiplier_greater_than_one(int32_t 
  * multiplier in [2^30, 2^31) (or 0). Multipliers below about 2^-31 flush
  * to zero. real must be finite and >= 0. */
 static inline void kiln_quantize_multiplier(double real, int32_t *multiplier, int *shift) {
-  if (real == 0.0) {
+  if (real == 0.0 || real != real) { /* NaN from corrupt scales: no UB, a zero multiplier */
     *multiplier = 0;
     *shift = 0;
+    return;
+  }
+  if (real > 1e300 || real < -1e300) { /* infinite (e.g. a huge product of scales): a shift */
+    *multiplier = INT32_MAX;          /* no caller accepts, so prepare refuses the op */
+    *shift = 1024;
     return;
   }
   int exp = 0;

@@ -287,6 +287,11 @@ static kiln_status reshape_infer(kiln_prepare_ctx *ctx, const kiln_rt_tensor *in
                                  int32_t *shape) {
   int64_t in_n = 1, in_nonzero = 1;
   for (int32_t d = 0; d < in->rank; d++) {
+    /* A zero dimension lets the others grow past the reader's element bound
+     * (2^40); refuse before the product of the non-zero ones overflows. */
+    if (in->shape[d] != 0 && in_nonzero > ((int64_t)1 << 40) / in->shape[d])
+      return kiln_prepare_fail(ctx, KILN_ERR_LIMIT, "input '%s' has over 2^40 elements in its non-zero dimensions",
+                               in->name);
     in_n *= in->shape[d];
     if (in->shape[d] != 0) in_nonzero *= in->shape[d];
   }
