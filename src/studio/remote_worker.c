@@ -346,23 +346,6 @@ static void heartbeat(rw_job *j, int64_t now) {
   json_decref(out);
 }
 
-static double phase_progress(const kiln_train_progress *p) {
-  double f = p->total > 0 && p->done >= 0 ? (double)p->done / (double)p->total : 0.0;
-  switch (p->phase) {
-    case KILN_PHASE_PREPARE: return 0.15 * f;
-    case KILN_PHASE_TRAIN: return 0.15 + 0.65 * f;
-    case KILN_PHASE_EXPORT: return 0.80;
-    case KILN_PHASE_QUANTIZE: return 0.82 + 0.08 * f;
-    case KILN_PHASE_EVALUATE: return 0.90 + 0.09 * f;
-    default: return 0.99;
-  }
-}
-
-static const char *event_name(kiln_train_event e) {
-  static const char *const names[] = {"phase", "item", "step", "epoch", "checkpoint"};
-  return (unsigned)e < 5 ? names[e] : "event";
-}
-
 static void report(rw_job *j, const kiln_train_progress *p);
 
 static void on_progress(void *ctx, const kiln_train_progress *p) {
@@ -377,14 +360,14 @@ static void report(rw_job *j, const kiln_train_progress *p) {
   if (p->event == KILN_EVENT_CHECKPOINT) send_checkpoints(j);
   if (now - j->last_beat >= HEARTBEAT_US) heartbeat(j, now);
   if (j->lost || j->canceled || (j->o->stop && *j->o->stop)) j->stop = 1;
-  double progress = phase_progress(p);
+  double progress = studio_phase_progress(p);
   if (progress < j->progress) progress = j->progress;
   bool throttled = (p->event == KILN_EVENT_ITEM || p->event == KILN_EVENT_STEP) && now - j->last_event < EVENT_EVERY_US &&
                    p->done != p->total;
   if (throttled || j->lost) return;
   j->last_event = now;
   j->progress = progress;
-  json_t *ev = json_pack("{s:s, s:s, s:f}", "event", event_name(p->event), "phase", kiln_train_phase_name(p->phase),
+  json_t *ev = json_pack("{s:s, s:s, s:f}", "event", studio_event_name(p->event), "phase", kiln_train_phase_name(p->phase),
                          "progress", progress);
   if (!ev) return;
   if (p->message && p->event != KILN_EVENT_CHECKPOINT) json_object_set_new(ev, "message", json_string(p->message));

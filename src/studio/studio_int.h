@@ -191,6 +191,12 @@ sqlite3 *studio_db_acquire(kiln_studio *st, kiln_error *err);
 void studio_db_release(kiln_studio *st, sqlite3 *db);
 
 /* worker.c */
+struct kiln_train_progress;
+/* A training job's overall progress in [0, 1] from the trainer's phase and
+ * position (the same scale for in-process and remote workers). */
+double studio_phase_progress(const struct kiln_train_progress *p);
+/* The SSE event name of a trainer progress event ("step", "epoch", ...). */
+const char *studio_event_name(int event);
 kiln_status studio_workers_start(kiln_studio *st, kiln_error *err);
 void studio_workers_join(kiln_studio *st);
 

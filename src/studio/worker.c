@@ -40,7 +40,7 @@ typedef struct job_run {
   double progress;
 } job_run;
 
-static double phase_progress(const kiln_train_progress *p) {
+double studio_phase_progress(const kiln_train_progress *p) {
   double f = p->total > 0 && p->done >= 0 ? (double)p->done / (double)p->total : 0.0;
   switch (p->phase) {
     case KILN_PHASE_PREPARE: return 0.15 * f;
@@ -52,7 +52,7 @@ static double phase_progress(const kiln_train_progress *p) {
   }
 }
 
-static const char *event_name(kiln_train_event e) {
+const char *studio_event_name(int e) {
   static const char *const names[] = {"phase", "item", "step", "epoch", "checkpoint"};
   return (unsigned)e < 5 ? names[e] : "event";
 }
@@ -82,14 +82,14 @@ static void on_progress(void *ctx, const kiln_train_progress *p) {
   int64_t now = studio_now_us();
   if (now - run->last_beat >= HEARTBEAT_US) heartbeat(run, now);
   if (run->lost || run->canceled || atomic_load(&run->st->stopping)) run->stop = 1;
-  double progress = phase_progress(p);
+  double progress = studio_phase_progress(p);
   if (progress < run->progress) progress = run->progress; /* monotonic for the UI */
   bool throttled = (p->event == KILN_EVENT_ITEM || p->event == KILN_EVENT_STEP) &&
                    now - run->last_event < EVENT_EVERY_US && p->done != p->total;
   if (!throttled && !run->lost) {
     run->last_event = now;
     run->progress = progress;
-    json_t *ev = json_pack("{s:s, s:s, s:f}", "event", event_name(p->event), "phase",
+    json_t *ev = json_pack("{s:s, s:s, s:f}", "event", studio_event_name(p->event), "phase",
                            kiln_train_phase_name(p->phase), "progress", progress);
     if (p->message) json_object_set_new(ev, "message", json_string(p->message));
     if (p->done >= 0) json_object_set_new(ev, "done", json_integer(p->done));
